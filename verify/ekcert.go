@@ -1,0 +1,97 @@
+package verify
+
+import (
+	"crypto"
+	"crypto/x509"
+	"encoding/asn1"
+	"fmt"
+	"slices"
+
+	"github.com/google/go-tpm/tpm2"
+)
+
+// Critical extensions that VerifyEKCert accepts although crypto/x509 does
+// not process them.
+var (
+	// oidSubjectAltName is critical in EK certificates whose subject is
+	// empty. It carries the TPM manufacturer, model and version as a
+	// directoryName, which crypto/x509 does not parse and so lists in
+	// UnhandledCriticalExtensions.
+	oidSubjectAltName = asn1.ObjectIdentifier{2, 5, 29, 17}
+	// oidSubjectDirectoryAttributes carries the TPM specification version
+	// and security assertions. VerifyEKCert does not interpret them, and
+	// accepts the extension even when an issuer marks it critical.
+	oidSubjectDirectoryAttributes = asn1.ObjectIdentifier{2, 5, 29, 9}
+)
+
+// OIDEKCertificate is the TCG extended key usage of an EK certificate
+// (tcg-kp-EKCertificate).
+var OIDEKCertificate = asn1.ObjectIdentifier{2, 23, 133, 8, 1}
+
+// VerifyEKCert checks that cert certifies the endorsement key whose public
+// area is ek.
+//
+// The certificate's public key must equal the EK's. When roots is not nil,
+// the certificate must also chain to one of roots, through intermediates
+// when given, at the current time. The chain is built with
+// x509.ExtKeyUsageAny because EK certificates carry the TCG usage
+// tcg-kp-EKCertificate (2.23.133.8.1), which crypto/x509 does not know.
+//
+// Of the critical extensions that crypto/x509 leaves unhandled in the EK
+// certificate, VerifyEKCert accepts subjectAltName (2.5.29.17), which holds
+// the TPM's identity as a directoryName, and subjectDirectoryAttributes
+// (2.5.29.9). Any other unhandled critical extension is an error, and so is
+// one in an intermediate or root.
+func VerifyEKCert(ek *tpm2.TPMTPublic, cert *x509.Certificate, roots *x509.CertPool, intermediates ...*x509.Certificate) error {
+	if cert == nil {
+		return fmt.Errorf("EK certificate is missing")
+	}
+	ekKey, err := PublicKey(ek)
+	if err != nil {
+		return fmt.Errorf("EK certificate: EK: %w", err)
+	}
+
+	certKey, ok := cert.PublicKey.(interface{ Equal(crypto.PublicKey) bool })
+	if !ok {
+		return fmt.Errorf("EK certificate: unsupported public key type %T", cert.PublicKey)
+	}
+	if !certKey.Equal(ekKey) {
+		return fmt.Errorf("EK certificate: public key does not match the EK")
+	}
+
+	if roots == nil {
+		return nil
+	}
+
+	// Verify a copy whose list of unhandled critical extensions leaves out
+	// the ones accepted above, so the caller's certificate stays unchanged.
+	leaf := *cert
+	leaf.UnhandledCriticalExtensions = nil
+	for _, oid := range cert.UnhandledCriticalExtensions {
+		if oid.Equal(oidSubjectAltName) || oid.Equal(oidSubjectDirectoryAttributes) {
+			continue
+		}
+		return fmt.Errorf("EK certificate: unsupported critical extension %s", oid)
+	}
+
+	pool := x509.NewCertPool()
+	for _, c := range intermediates {
+		pool.AddCert(c)
+	}
+	opts := x509.VerifyOptions{
+		Roots:         roots,
+		Intermediates: pool,
+		KeyUsages:     []x509.ExtKeyUsage{x509.ExtKeyUsageAny},
+	}
+	if _, err := leaf.Verify(opts); err != nil {
+		return fmt.Errorf("EK certificate: chain: %w", err)
+	}
+	return nil
+}
+
+// HasEKCertificateUsage reports whether cert lists the TCG extended key usage
+// tcg-kp-EKCertificate. VerifyEKCert does not require that usage, so a
+// caller that does calls HasEKCertificateUsage as well.
+func HasEKCertificateUsage(cert *x509.Certificate) bool {
+	return slices.ContainsFunc(cert.UnknownExtKeyUsage, OIDEKCertificate.Equal)
+}
