@@ -1,0 +1,164 @@
+package tpm
+
+import (
+	"context"
+	"encoding/binary"
+
+	"github.com/google/go-tpm/tpm2"
+	"github.com/google/go-tpm/tpm2/transport"
+
+	"github.com/vcomlink/vcomlink/api/vcom"
+)
+
+// ActivateCredParams returns what a verifier needs to make a credential for
+// key h: the EK's public area, and h's public area and TPM2B_NAME. Key h must
+// be a restricted signing key.
+func (s *Service) ActivateCredParams(ctx context.Context, peer string, h uint32) (*vcom.TpmResponseActivateCredParams, error) {
+	const op = "activatecredparams"
+	if err := CheckPersistent(op, "index", h); err != nil {
+		return nil, err
+	}
+
+	var rsp *vcom.TpmResponseActivateCredParams
+	err := s.run(ctx, peer, op, h, func(t transport.TPM) error {
+		ek, err := readPublic(t, op, s.cfg.EK)
+		if err != nil {
+			return hostKeyError(err, "endorsement key", s.cfg.EK)
+		}
+		key, err := readPublic(t, op, h)
+		if err != nil {
+			return err
+		}
+		attrs := key.public.ObjectAttributes
+		if !attrs.Restricted || !attrs.SignEncrypt || attrs.Decrypt {
+			return newError(op, h, ErrInvalid, "the key is not a restricted signing key, so no credential can be activated for it; name the attestation key")
+		}
+		rsp = &vcom.TpmResponseActivateCredParams{
+			Ek:      ek.raw,
+			AikPub:  key.raw,
+			AikName: tpm2.Marshal(key.name),
+		}
+		return nil
+	})
+	return rsp, err
+}
+
+// ActivateCredential recovers the credential in cred and secret, which a
+// verifier made for the EK and key aik. cred is a TPM2B_ID_OBJECT and secret
+// a TPM2B_ENCRYPTED_SECRET, each with its size prefix. An EK without
+// userWithAuth (the TCG template) is authorised with a policy session that
+// runs PolicySecret(TPM_RH_ENDORSEMENT); an EK with userWithAuth with a
+// password.
+func (s *Service) ActivateCredential(ctx context.Context, peer string, aik uint32, cred, secret []byte) (*vcom.TpmResponseActivatedCred, error) {
+	const op = "activatecred"
+	if err := CheckPersistent(op, "aik_index", aik); err != nil {
+		return nil, err
+	}
+	credBody, err := unwrap2B(op, aik, "cred", "TPM2B_ID_OBJECT", cred)
+	if err != nil {
+		return nil, err
+	}
+	secretBody, err := unwrap2B(op, aik, "secret", "TPM2B_ENCRYPTED_SECRET", secret)
+	if err != nil {
+		return nil, err
+	}
+
+	var recovered []byte
+	err = s.run(ctx, peer, op, aik, func(t transport.TPM) error {
+		key, err := readPublic(t, op, aik)
+		if err != nil {
+			return err
+		}
+		if key.public.ObjectAttributes.AdminWithPolicy {
+			return newError(op, aik, ErrInvalid, "the key requires a policy session for its admin role (adminWithPolicy), which the agent cannot satisfy")
+		}
+		activate, err := s.authHandle(op, aik, key.name, key.public.ObjectAttributes.NoDA)
+		if err != nil {
+			return err
+		}
+
+		ek, err := readPublic(t, op, s.cfg.EK)
+		if err != nil {
+			return hostKeyError(err, "endorsement key", s.cfg.EK)
+		}
+		ekAuth, closeSession, err := s.ekAuth(t, op, ek)
+		if err != nil {
+			return err
+		}
+		defer closeSession()
+
+		rsp, err := tpm2.ActivateCredential{
+			ActivateHandle: activate,
+			KeyHandle:      ekAuth,
+			CredentialBlob: tpm2.TPM2BIDObject{Buffer: credBody},
+			Secret:         tpm2.TPM2BEncryptedSecret{Buffer: secretBody},
+		}.Execute(t)
+		if err != nil {
+			return tpmError(op, aik, "ActivateCredential", err)
+		}
+		recovered = rsp.CertInfo.Buffer
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &vcom.TpmResponseActivatedCred{Secret: recovered}, nil
+}
+
+// ekAuth returns the authorisation for the EK in ActivateCredential's key
+// handle (USER role), and a function that flushes the session it started,
+// if any.
+func (s *Service) ekAuth(t transport.TPM, op string, ek *object) (tpm2.AuthHandle, func(), error) {
+	attrs := ek.public.ObjectAttributes
+	if attrs.UserWithAuth {
+		auth, err := s.authHandle(op, uint32(ek.handle), ek.name, attrs.NoDA)
+		return auth, func() {}, err
+	}
+
+	// The session's hash must be the EK's name algorithm, the algorithm of
+	// its authPolicy digest.
+	sess, closeSession, err := tpm2.PolicySession(t, ek.public.NameAlg, 16)
+	if err != nil {
+		return tpm2.AuthHandle{}, nil, tpmError(op, uint32(ek.handle), "StartAuthSession", err)
+	}
+	closer := func() {
+		if err := closeSession(); err != nil {
+			s.log.Error("flushing a TPM policy session failed", "op", op, "session", FormatHandle(uint32(sess.Handle())), "err", err)
+		}
+	}
+
+	_, err = tpm2.PolicySecret{
+		AuthHandle: tpm2.AuthHandle{
+			Handle: tpm2.TPMRHEndorsement,
+			Name:   tpm2.HandleName(tpm2.TPMRHEndorsement),
+			Auth:   tpm2.PasswordAuth(s.cfg.Auth[uint32(tpm2.TPMRHEndorsement)]),
+		},
+		PolicySession: sess.Handle(),
+		NonceTPM:      sess.NonceTPM(),
+	}.Execute(t)
+	if err != nil {
+		closer()
+		return tpm2.AuthHandle{}, nil, tpmError(op, uint32(ek.handle), "PolicySecret(TPM_RH_ENDORSEMENT)", err)
+	}
+	return tpm2.AuthHandle{Handle: ek.handle, Name: ek.name, Auth: sess}, closer, nil
+}
+
+// unwrap2B checks that b is a TPM2B whose 2-byte size prefix matches the
+// length of what follows, and returns what follows. A mismatch is invalid
+// input: the agent never truncates or pads.
+func unwrap2B(op string, h uint32, field, structure string, b []byte) ([]byte, error) {
+	if len(b) == 0 {
+		return nil, newError(op, h, ErrInvalid, "%s is missing; it must be a %s with its 2-byte size prefix", field, structure)
+	}
+	if len(b) < 2 {
+		return nil, newError(op, h, ErrInvalid, "%s is 1 byte, too short for a %s size prefix", field, structure)
+	}
+	size := int(binary.BigEndian.Uint16(b))
+	if size != len(b)-2 {
+		return nil, newError(op, h, ErrInvalid, "%s is a %s whose size prefix says %d bytes but %d follow", field, structure, size, len(b)-2)
+	}
+	if size == 0 {
+		return nil, newError(op, h, ErrInvalid, "%s is an empty %s", field, structure)
+	}
+	return b[2:], nil
+}

@@ -1,0 +1,258 @@
+package tpm
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/google/go-tpm/tpm2"
+	"github.com/google/go-tpm/tpm2/transport"
+)
+
+// Opener opens a new connection to the TPM. The Service calls it at start
+// and again after a connection fails.
+type Opener func() (transport.TPMCloser, error)
+
+// Retry limits for the TPM's warnings that ask the caller to send a command
+// again (TPM_RC_RETRY, TPM_RC_YIELDED, TPM_RC_TESTING).
+const (
+	retryFirstDelay = time.Millisecond
+	retryMaxDelay   = 100 * time.Millisecond
+)
+
+// reconnectInterval is the least time between two attempts to reopen a lost
+// TPM connection, so that a flood of requests does not become a flood of
+// connection attempts.
+const reconnectInterval = 500 * time.Millisecond
+
+// conn is the agent's one connection to the TPM. It implements
+// transport.TPM for go-tpm's commands and adds a per-command timeout,
+// retries of the TPM's retry warnings, and reconnection after a failure.
+// Only the scheduler's worker goroutine calls Send, so conn needs no lock
+// except around the fields that status readers see.
+type conn struct {
+	open    Opener
+	timeout time.Duration
+	log     *slog.Logger
+
+	tpm         transport.TPMCloser // nil while disconnected
+	lastAttempt time.Time           // last reconnection attempt
+	downSince   time.Time           // start of the current outage, zero when up
+	retrying    bool                // a retry episode has been logged
+
+	mu      sync.Mutex
+	healthy bool
+}
+
+func newConn(open Opener, timeout time.Duration, log *slog.Logger) *conn {
+	return &conn{open: open, timeout: timeout, log: log}
+}
+
+// connect opens the TPM and flushes what an earlier connection left loaded.
+func (c *conn) connect() error {
+	t, err := c.open()
+	if err != nil {
+		return err
+	}
+	if err := flushLoaded(t); err != nil {
+		t.Close()
+		return fmt.Errorf("flush objects left loaded in the TPM: %w", err)
+	}
+	c.tpm = t
+	c.setHealthy(true)
+	return nil
+}
+
+// Send sends one command and returns the TPM's response. TPM error codes are
+// in the response, as go-tpm expects; the error is for failures to reach
+// the TPM and wraps ErrUnavailable or ErrTimeout.
+func (c *conn) Send(cmd []byte) ([]byte, error) {
+	if err := c.ensureConnected(); err != nil {
+		return nil, err
+	}
+
+	delay := retryFirstDelay
+	deadline := time.Now().Add(c.timeout)
+	for {
+		rsp, err := c.sendOnce(cmd)
+		if err != nil {
+			return nil, err
+		}
+		rc := responseCode(rsp)
+		if !isRetryWarning(rc) {
+			if c.retrying {
+				c.retrying = false
+				c.log.Info("TPM accepts commands again after asking for a retry")
+			}
+			return rsp, nil
+		}
+		if !c.retrying {
+			c.retrying = true
+			c.log.Warn("TPM asked for a command to be retried; retrying with backoff", "rc", rc.Error())
+		}
+		if c.timeout > 0 && time.Now().Add(delay).After(deadline) {
+			return nil, fmt.Errorf("%w: the TPM still asks for a retry after %s (%v)", ErrUnavailable, c.timeout, rc)
+		}
+		time.Sleep(delay)
+		delay = min(2*delay, retryMaxDelay)
+	}
+}
+
+func (c *conn) ensureConnected() error {
+	if c.tpm != nil {
+		return nil
+	}
+	if time.Since(c.lastAttempt) < reconnectInterval {
+		return fmt.Errorf("%w: no connection to the TPM since %s", ErrUnavailable, c.downSince.Format(time.RFC3339))
+	}
+	c.lastAttempt = time.Now()
+	if err := c.connect(); err != nil {
+		c.log.Debug("reconnecting to the TPM failed", "err", err)
+		return fmt.Errorf("%w: reconnecting: %v", ErrUnavailable, err)
+	}
+	c.log.Info("reconnected to the TPM", "outage", time.Since(c.downSince).Round(time.Millisecond))
+	c.downSince = time.Time{}
+	return nil
+}
+
+func (c *conn) sendOnce(cmd []byte) ([]byte, error) {
+	if c.timeout <= 0 {
+		rsp, err := c.tpm.Send(cmd)
+		if err != nil {
+			c.drop(err)
+			return nil, fmt.Errorf("%w: %v", ErrUnavailable, err)
+		}
+		return rsp, nil
+	}
+
+	type result struct {
+		rsp []byte
+		err error
+	}
+	done := make(chan result, 1)
+	t := c.tpm
+	go func() {
+		rsp, err := t.Send(cmd)
+		done <- result{rsp, err}
+	}()
+
+	timer := time.NewTimer(c.timeout)
+	defer timer.Stop()
+	select {
+	case r := <-done:
+		if r.err != nil {
+			c.drop(r.err)
+			return nil, fmt.Errorf("%w: %v", ErrUnavailable, r.err)
+		}
+		return r.rsp, nil
+	case <-timer.C:
+		err := fmt.Errorf("%w: no response within %s", ErrTimeout, c.timeout)
+		c.drop(err)
+		return nil, err
+	}
+}
+
+// drop closes a connection that failed, so that the next command reconnects.
+func (c *conn) drop(cause error) {
+	if c.tpm == nil {
+		return
+	}
+	c.log.Error("lost the connection to the TPM; answering 503 until it is back", "err", cause)
+	c.tpm.Close()
+	c.tpm = nil
+	c.downSince = time.Now()
+	c.lastAttempt = time.Time{}
+	c.setHealthy(false)
+}
+
+func (c *conn) close() error {
+	c.setHealthy(false)
+	if c.tpm == nil {
+		return nil
+	}
+	err := c.tpm.Close()
+	c.tpm = nil
+	return err
+}
+
+func (c *conn) setHealthy(v bool) {
+	c.mu.Lock()
+	c.healthy = v
+	c.mu.Unlock()
+}
+
+// Healthy reports whether the last command reached the TPM.
+func (c *conn) Healthy() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.healthy
+}
+
+// responseCode reads the response code from a TPM response header: tag (2
+// bytes), size (4 bytes), code (4 bytes), all big-endian.
+func responseCode(rsp []byte) tpm2.TPMRC {
+	if len(rsp) < 10 {
+		return tpm2.TPMRCSuccess
+	}
+	return tpm2.TPMRC(binary.BigEndian.Uint32(rsp[6:10]))
+}
+
+func isRetryWarning(rc tpm2.TPMRC) bool {
+	return rc == tpm2.TPMRCRetry || rc == tpm2.TPMRCYielded || rc == tpm2.TPMRCTesting
+}
+
+// flushLoaded flushes every transient object and session. It runs on a
+// new connection: a socket TPM such as swtpm keeps what an earlier
+// connection loaded, and through the kernel's resource manager only this
+// connection's own handles are visible, so nothing of another user is
+// touched.
+func flushLoaded(t transport.TPM) error {
+	handles, err := loadedHandles(t)
+	if err != nil {
+		return err
+	}
+	for _, h := range handles {
+		_, err := tpm2.FlushContext{FlushHandle: h}.Execute(t)
+		if err != nil && !errors.Is(err, tpm2.TPMRCHandle) {
+			return fmt.Errorf("flush %s: %w", FormatHandle(uint32(h)), err)
+		}
+	}
+	return nil
+}
+
+// loadedHandles lists the transient objects, the loaded sessions and the
+// saved sessions in the TPM. GetCapability lists loaded sessions from
+// TPM_HT_LOADED_SESSION (0x02) and saved ones from TPM_HT_SAVED_SESSION
+// (0x03), each with their HMAC (0x02) or policy (0x03) session handles. No
+// TPM holds more than 64 of either, so one call for each suffices.
+func loadedHandles(t transport.TPM) ([]tpm2.TPMHandle, error) {
+	var handles []tpm2.TPMHandle
+	seen := make(map[tpm2.TPMHandle]bool)
+	for _, first := range []tpm2.TPMHT{tpm2.TPMHTTransient, tpm2.TPMHTHMACSession, tpm2.TPMHTPolicySession} {
+		rsp, err := tpm2.GetCapability{
+			Capability:    tpm2.TPMCapHandles,
+			Property:      uint32(first) << 24,
+			PropertyCount: 64,
+		}.Execute(t)
+		if err != nil {
+			return nil, fmt.Errorf("list loaded handles: %w", err)
+		}
+		list, err := rsp.CapabilityData.Data.Handles()
+		if err != nil {
+			return nil, fmt.Errorf("list loaded handles: %w", err)
+		}
+		for _, h := range list.Handle {
+			switch handleType(uint32(h)) {
+			case tpm2.TPMHTTransient, tpm2.TPMHTHMACSession, tpm2.TPMHTPolicySession:
+				if !seen[h] {
+					seen[h] = true
+					handles = append(handles, h)
+				}
+			}
+		}
+	}
+	return handles, nil
+}

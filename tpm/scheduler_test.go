@@ -1,0 +1,124 @@
+package tpm
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/go-tpm/tpm2/transport"
+)
+
+// TestSchedulerTakesPeersInTurn queues many jobs for one peer and one for
+// another while the worker is busy, and checks that the second peer's job
+// runs next, not after all of the first peer's.
+func TestSchedulerTakesPeersInTurn(t *testing.T) {
+	s := newScheduler(nil)
+	defer s.close()
+	release, started := blockWorker(s)
+	defer release()
+
+	var mu sync.Mutex
+	var order []string
+	record := func(name string) func(transport.TPM) error {
+		return func(transport.TPM) error {
+			mu.Lock()
+			order = append(order, name)
+			mu.Unlock()
+			return nil
+		}
+	}
+
+	<-started
+	var wg sync.WaitGroup
+	for range 5 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s.Do(context.Background(), "a", record("a"))
+		}()
+	}
+	waitForDepth(t, s, "a", 5)
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		s.Do(context.Background(), "b", record("b"))
+	}()
+	waitForDepth(t, s, "b", 1)
+
+	release()
+	wg.Wait()
+	if len(order) != 6 {
+		t.Fatalf("ran %d jobs; want 6", len(order))
+	}
+	if order[1] != "b" {
+		t.Fatalf("order = %v; want b second, right after a's first queued job", order)
+	}
+}
+
+// blockWorker occupies the scheduler's worker until release is called.
+// started is closed once the worker runs the blocking job.
+func blockWorker(s *scheduler) (release func(), started chan struct{}) {
+	unblock := make(chan struct{})
+	started = make(chan struct{})
+	go s.Do(context.Background(), "blocker", func(transport.TPM) error {
+		close(started)
+		<-unblock
+		return nil
+	})
+	var once sync.Once
+	return func() { once.Do(func() { close(unblock) }) }, started
+}
+
+// waitForDepth waits until peer has n queued jobs.
+func waitForDepth(t *testing.T, s *scheduler, peer string, n int) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for s.Depth()[peer] != n {
+		if time.Now().After(deadline) {
+			t.Fatalf("peer %s has %d queued jobs; want %d", peer, s.Depth()[peer], n)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+func TestSchedulerDropsCancelledJob(t *testing.T) {
+	s := newScheduler(nil)
+	defer s.close()
+	release, started := blockWorker(s)
+	defer release()
+	<-started
+
+	ctx, cancel := context.WithCancel(context.Background())
+	ran := false
+	done := make(chan error)
+	go func() {
+		done <- s.Do(ctx, "b", func(transport.TPM) error {
+			ran = true
+			return nil
+		})
+	}()
+	waitForDepth(t, s, "b", 1)
+	cancel()
+	if err := <-done; !errors.Is(err, context.Canceled) {
+		t.Fatalf("Do = %v; want context.Canceled", err)
+	}
+	release()
+
+	if err := s.Do(context.Background(), "c", func(transport.TPM) error { return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if ran {
+		t.Fatalf("a job cancelled while queued ran")
+	}
+}
+
+func TestSchedulerClosed(t *testing.T) {
+	s := newScheduler(nil)
+	s.close()
+	err := s.Do(context.Background(), "a", func(transport.TPM) error { return nil })
+	if !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("Do after close = %v; want ErrUnavailable", err)
+	}
+}

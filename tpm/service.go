@@ -1,0 +1,211 @@
+// Package tpm is the agent's TPM service: the six guest operations on
+// go-tpm's tpm2 API, run one at a time over one connection to the TPM, with
+// turns taken fairly between peers.
+package tpm
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/google/go-tpm/tpm2"
+	"github.com/google/go-tpm/tpm2/transport"
+
+	"github.com/vcomlink/vcomlink/api/vcom"
+)
+
+// errClosed is returned for requests that arrive after Close.
+var errClosed = fmt.Errorf("%w: the agent is shutting down", ErrUnavailable)
+
+// Config is the host's configuration of the service.
+type Config struct {
+	// EK is the endorsement key that activatecred decrypts credentials with,
+	// and whose public area activatecredparams returns.
+	EK uint32
+	// AIK is the attestation key that signs certifications.
+	AIK uint32
+	// Auth holds the auth values the host configured, by handle: objects, NV
+	// indices, and hierarchies such as TPM_RH_ENDORSEMENT. A handle present
+	// with an empty value is configured; a handle absent is not, and the
+	// agent never presents an authorisation to such a handle if it lacks
+	// noDA.
+	Auth map[uint32][]byte
+	// OwnerReadNV lists the NV indices that readnv may read with owner
+	// authorisation (Auth[TPM_RH_OWNER]). Any other index is read only with
+	// its own authorisation.
+	OwnerReadNV map[uint32]bool
+	// CommandTimeout bounds each TPM command; zero means no bound.
+	CommandTimeout time.Duration
+	// Logger receives the service's logs; nil means slog.Default().
+	Logger *slog.Logger
+}
+
+// DefaultConfig returns the configuration for the well-known layout, with no
+// auth values configured.
+func DefaultConfig() Config {
+	return Config{
+		EK:             vcom.HandleEK,
+		AIK:            vcom.HandleAIK,
+		CommandTimeout: 30 * time.Second,
+	}
+}
+
+// Service runs the guest operations on one TPM. Its methods are safe for
+// concurrent use.
+type Service struct {
+	cfg   Config
+	log   *slog.Logger
+	conn  *conn
+	sched *scheduler
+
+	// Buffer limits of this TPM, read at start.
+	inputBuffer int // TPM_PT_INPUT_BUFFER: the largest TPM2B_MAX_BUFFER
+	nvBufferMax int // TPM_PT_NV_BUFFER_MAX: the largest NV read or write
+}
+
+// New connects to the TPM with open and starts the service. Close releases
+// the connection.
+func New(open Opener, cfg Config) (*Service, error) {
+	log := cfg.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	c := newConn(open, cfg.CommandTimeout, log)
+	if err := c.connect(); err != nil {
+		return nil, err
+	}
+
+	s := &Service{cfg: cfg, log: log, conn: c}
+	if err := s.readProperties(); err != nil {
+		c.close()
+		return nil, err
+	}
+	s.sched = newScheduler(c)
+	return s, nil
+}
+
+// Close waits for queued operations to finish and closes the TPM
+// connection. Operations that arrive later fail with ErrUnavailable.
+func (s *Service) Close() error {
+	s.sched.close()
+	return s.conn.close()
+}
+
+// Healthy reports whether the last TPM command reached the TPM.
+func (s *Service) Healthy() bool {
+	return s.conn.Healthy()
+}
+
+// QueueDepth returns the number of operations waiting for the TPM, by peer.
+func (s *Service) QueueDepth() map[string]int {
+	return s.sched.Depth()
+}
+
+func (s *Service) readProperties() error {
+	props := []struct {
+		id    tpm2.TPMPT
+		value *int
+	}{
+		{tpm2.TPMPTInputBuffer, &s.inputBuffer},
+		{tpm2.TPMPTNVBufferMax, &s.nvBufferMax},
+	}
+	for _, p := range props {
+		v, err := tpmProperty(s.conn, p.id)
+		if err != nil {
+			return err
+		}
+		if v < 64 {
+			return fmt.Errorf("TPM reports a buffer size of %d for property 0x%x; the agent needs at least 64", v, uint32(p.id))
+		}
+		*p.value = int(v)
+	}
+	return nil
+}
+
+func tpmProperty(t transport.TPM, id tpm2.TPMPT) (uint32, error) {
+	rsp, err := tpm2.GetCapability{
+		Capability:    tpm2.TPMCapTPMProperties,
+		Property:      uint32(id),
+		PropertyCount: 1,
+	}.Execute(t)
+	if err != nil {
+		return 0, fmt.Errorf("read TPM property 0x%x: %w", uint32(id), err)
+	}
+	props, err := rsp.CapabilityData.Data.TPMProperties()
+	if err != nil {
+		return 0, fmt.Errorf("read TPM property 0x%x: %w", uint32(id), err)
+	}
+	for _, p := range props.TPMProperty {
+		if p.Property == id {
+			return p.Value, nil
+		}
+	}
+	return 0, fmt.Errorf("TPM does not report property 0x%x", uint32(id))
+}
+
+// run queues fn for peer and returns its error, classified for op and h.
+func (s *Service) run(ctx context.Context, peer, op string, h uint32, fn func(t transport.TPM) error) error {
+	err := s.sched.Do(ctx, peer, fn)
+	if err == nil {
+		return nil
+	}
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return err
+	}
+	return tpmError(op, h, op, err)
+}
+
+// object is a loaded persistent key as ReadPublic returns it.
+type object struct {
+	handle tpm2.TPMHandle
+	public *tpm2.TPMTPublic
+	raw    []byte // the TPMT_PUBLIC as the TPM sent it
+	name   tpm2.TPM2BName
+}
+
+func readPublic(t transport.TPM, op string, h uint32) (*object, error) {
+	rsp, err := tpm2.ReadPublic{ObjectHandle: tpm2.TPMHandle(h)}.Execute(t)
+	if err != nil {
+		return nil, tpmError(op, h, "ReadPublic", err)
+	}
+	pub, err := rsp.OutPublic.Contents()
+	if err != nil {
+		return nil, newError(op, h, ErrTPM, "the TPM returned a public area that does not parse: %v", err)
+	}
+	return &object{
+		handle: tpm2.TPMHandle(h),
+		public: pub,
+		raw:    rsp.OutPublic.Bytes(),
+		name:   rsp.Name,
+	}, nil
+}
+
+// authHandle returns the authorisation for an object or NV index with the
+// given noDA attribute. The agent presents the host's configured auth value,
+// or an empty one; it refuses a handle without noDA that the host has not
+// configured, because a wrong auth value on such a handle raises the TPM's
+// dictionary-attack counter.
+func (s *Service) authHandle(op string, h uint32, name tpm2.TPM2BName, noDA bool) (tpm2.AuthHandle, error) {
+	auth, configured := s.cfg.Auth[h]
+	if !noDA && !configured {
+		return tpm2.AuthHandle{}, newError(op, h, ErrForbidden,
+			"the handle lacks noDA, so a wrong auth value would raise the TPM's dictionary-attack counter, and the host has configured no auth value for it; the host operator must configure one before guests can use it")
+	}
+	return tpm2.AuthHandle{
+		Handle: tpm2.TPMHandle(h),
+		Name:   name,
+		Auth:   tpm2.PasswordAuth(auth),
+	}, nil
+}
+
+// flush flushes a transient object or session, logging a failure: the
+// operation's own result stands, but a leaked handle needs the operator's
+// attention.
+func (s *Service) flush(t transport.TPM, op string, h tpm2.TPMHandle) {
+	_, err := tpm2.FlushContext{FlushHandle: h}.Execute(t)
+	if err != nil {
+		s.log.Error("flushing a TPM handle failed", "op", op, "handle", FormatHandle(uint32(h)), "err", err)
+	}
+}
