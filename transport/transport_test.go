@@ -1,0 +1,203 @@
+package transport
+
+import (
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestParseAddressAccepts(t *testing.T) {
+	cases := []struct {
+		in   string
+		want Address
+	}{
+		{"vsock://:2000", Address{Network: "vsock", CID: AnyCID, Port: 2000}},
+		{"vsock://3:1024", Address{Network: "vsock", CID: 3, Port: 1024}},
+		{"unix:///run/vm1.sock_2000?vm=vm1", Address{Network: "unix", Path: "/run/vm1.sock_2000", VM: "vm1"}},
+		{"unix:///tmp/v.sock", Address{Network: "unix", Path: "/tmp/v.sock"}},
+		{"tcp://127.0.0.1:8080", Address{Network: "tcp", HostPort: "127.0.0.1:8080"}},
+		{"tcp://[::1]:8080", Address{Network: "tcp", HostPort: "[::1]:8080"}},
+		{"tcp://localhost:8080", Address{Network: "tcp", HostPort: "localhost:8080"}},
+		{"tcp://0.0.0.0:8080?force=true", Address{Network: "tcp", HostPort: "0.0.0.0:8080", Force: true}},
+	}
+	for _, c := range cases {
+		got, err := ParseAddress(c.in)
+		if err != nil {
+			t.Errorf("ParseAddress(%q): %v", c.in, err)
+			continue
+		}
+		if got != c.want {
+			t.Errorf("ParseAddress(%q) = %+v; want %+v", c.in, got, c.want)
+		}
+	}
+}
+
+func TestParseAddressRejects(t *testing.T) {
+	cases := []struct {
+		in   string
+		want string
+	}{
+		{"", "use vsock://:2000"},
+		{"2000", "use vsock://:2000"},
+		{"http://127.0.0.1:80", "use vsock://:2000"},
+		{"vsock://2000", "vsock://:PORT"},
+		{"vsock://:port", "invalid"},
+		{"vsock://x:2000", "CID \"x\" is not a number"},
+		{"vsock://:99999999999", "is not a number"},
+		{"unix://relative/path", "unix:///absolute/path"},
+		{"unix:///tmp/v.sock?name=x", "unknown option"},
+		{"tcp://127.0.0.1", "tcp://127.0.0.1:PORT"},
+		{"tcp://0.0.0.0:8080", "not a loopback address"},
+		{"tcp://192.0.2.1:8080", "not a loopback address"},
+		{"tcp://example.com:8080", "not a loopback address"},
+	}
+	for _, c := range cases {
+		_, err := ParseAddress(c.in)
+		if err == nil {
+			t.Errorf("ParseAddress(%q) succeeded; want an error", c.in)
+			continue
+		}
+		if !strings.Contains(err.Error(), c.want) {
+			t.Errorf("ParseAddress(%q) = %q; want it to contain %q", c.in, err, c.want)
+		}
+	}
+}
+
+func shortTempDir(t *testing.T) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "vct")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	return dir
+}
+
+func TestUnixListenerIdentifiesVM(t *testing.T) {
+	path := filepath.Join(shortTempDir(t), "vm1.sock_2000")
+	l, err := Listen("unix://" + path + "?vm=vm1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if mode := fi.Mode().Perm(); mode != socketMode {
+		t.Errorf("socket mode %o; want %o", mode, socketMode)
+	}
+
+	go func() {
+		c, err := net.Dial("unix", path)
+		if err == nil {
+			c.Close()
+		}
+	}()
+	c, err := l.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	peer, ok := PeerOf(c)
+	if !ok {
+		t.Fatal("PeerOf found no peer")
+	}
+	if peer.ID() != "vm:vm1" {
+		t.Errorf("peer ID %q; want vm:vm1", peer.ID())
+	}
+}
+
+func TestUnixListenerWithoutVM(t *testing.T) {
+	path := filepath.Join(shortTempDir(t), "agent.sock")
+	l, err := Listen("unix://" + path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	go func() {
+		c, err := net.Dial("unix", path)
+		if err == nil {
+			c.Close()
+		}
+	}()
+	c, err := l.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	peer, _ := PeerOf(c)
+	if peer.ID() != "unix:"+path {
+		t.Errorf("peer ID %q; want unix:%s", peer.ID(), path)
+	}
+}
+
+func TestUnixListenerReplacesStaleSocket(t *testing.T) {
+	path := filepath.Join(shortTempDir(t), "stale.sock")
+	// A socket file whose listener is gone, as a crashed agent leaves it.
+	stale, err := net.ListenUnix("unix", &net.UnixAddr{Name: path, Net: "unix"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stale.SetUnlinkOnClose(false)
+	stale.Close()
+	if _, err := os.Stat(path); err != nil {
+		t.Fatalf("stale socket file missing: %v", err)
+	}
+
+	l, err := Listen("unix://" + path)
+	if err != nil {
+		t.Fatalf("Listen over a stale socket: %v", err)
+	}
+	l.Close()
+}
+
+func TestUnixListenerRefusesInUseAndFiles(t *testing.T) {
+	dir := shortTempDir(t)
+	inUse := filepath.Join(dir, "busy.sock")
+	l, err := Listen("unix://" + inUse)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	if _, err := Listen("unix://" + inUse); err == nil || !strings.Contains(err.Error(), "in use") {
+		t.Errorf("Listen on a served socket = %v; want an in-use error", err)
+	}
+
+	file := filepath.Join(dir, "file")
+	if err := os.WriteFile(file, []byte("data"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Listen("unix://" + file); err == nil || !strings.Contains(err.Error(), "not a socket") {
+		t.Errorf("Listen on a regular file = %v; want a not-a-socket error", err)
+	}
+	if data, _ := os.ReadFile(file); string(data) != "data" {
+		t.Errorf("the regular file was changed")
+	}
+}
+
+func TestTCPListenerIdentifiesPeer(t *testing.T) {
+	l, err := Listen("tcp://127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	go func() {
+		c, err := net.Dial("tcp", l.Addr().String())
+		if err == nil {
+			c.Close()
+		}
+	}()
+	c, err := l.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	peer, _ := PeerOf(c)
+	if peer.ID() != "tcp:127.0.0.1" {
+		t.Errorf("peer ID %q; want tcp:127.0.0.1", peer.ID())
+	}
+}
