@@ -1,0 +1,75 @@
+package main
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"strings"
+
+	"github.com/vcomlink/vcomlink/api/vcom"
+)
+
+// stringList is a flag that may be given several times.
+type stringList struct {
+	values []string
+	set    bool // false while values holds the default
+}
+
+func (l *stringList) String() string { return strings.Join(l.values, ",") }
+
+func (l *stringList) Set(v string) error {
+	if !l.set {
+		l.values = nil
+		l.set = true
+	}
+	l.values = append(l.values, v)
+	return nil
+}
+
+// handleFlag is a flag that holds a TPM handle in hex or decimal.
+type handleFlag uint32
+
+func (h *handleFlag) String() string { return fmt.Sprintf("0x%08x", uint32(*h)) }
+
+func (h *handleFlag) Set(v string) error {
+	parsed, err := vcom.ParseHandle(v)
+	if err != nil {
+		return err
+	}
+	*h = handleFlag(parsed)
+	return nil
+}
+
+// Hierarchy handles that --auth accepts by name.
+var hierarchyNames = map[string]uint32{
+	"owner":       0x40000001,
+	"endorsement": 0x4000000B,
+	"platform":    0x4000000C,
+	"lockout":     0x4000000A,
+}
+
+// authFlag collects --auth HANDLE=FILE values: the auth value of a handle,
+// read from a file so that it never appears in the process list.
+type authFlag map[uint32][]byte
+
+func (a authFlag) String() string { return "" }
+
+func (a authFlag) Set(v string) error {
+	name, path, ok := strings.Cut(v, "=")
+	if !ok || path == "" {
+		return fmt.Errorf("invalid --auth %q: write HANDLE=FILE, such as 0x81000005=/etc/vcomlink/ecdh.auth", v)
+	}
+	h, known := hierarchyNames[name]
+	if !known {
+		var err error
+		if h, err = vcom.ParseHandle(name); err != nil {
+			return fmt.Errorf("invalid --auth %q: %v, or one of owner, endorsement, platform", v, err)
+		}
+	}
+	value, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("invalid --auth %q: %v", v, err)
+	}
+	a[h] = bytes.TrimSuffix(value, []byte("\n"))
+	return nil
+}
