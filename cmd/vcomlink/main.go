@@ -26,6 +26,12 @@ func commands() []command {
 	return []command{
 		{"serve", "serve the host's TPM to guests", runServe},
 		{"demo", "run the whole flow on one machine with the embedded TPM simulator", runDemo},
+		{"getpub", "guest: print the public area of a TPM key", runGetPub},
+		{"sign", "guest: sign data with a TPM key", runSign},
+		{"readnv", "guest: print the content of an NV index, such as the EK certificate", runReadNV},
+		{"activatecredparams", "guest: print the EK and the attestation key's public area and Name", runActivateCredParams},
+		{"activatecred", "guest: recover the secret of a credential with the TPM", runActivateCred},
+		{"certify", "guest: have the attestation key certify a key", runCertify},
 		{"version", "print the version", runVersion},
 	}
 }
