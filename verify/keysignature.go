@@ -107,3 +107,12 @@ func checkSchemeSuitsKey(key crypto.PublicKey, scheme tpm2.TPMAlgID) error {
 	}
 	return nil
 }
+
+// SignatureHash returns the hash that sig was made with, as its TPM_ALG_ID
+// and Go crypto.Hash.
+func SignatureHash(sig *tpm2.TPMTSignature) (tpm2.TPMAlgID, crypto.Hash, error) {
+	if sig == nil {
+		return 0, 0, fmt.Errorf("signature is missing")
+	}
+	return signatureHash(sig)
+}

@@ -32,6 +32,10 @@ func commands() []command {
 		{"activatecredparams", "guest: print the EK and the attestation key's public area and Name", runActivateCredParams},
 		{"activatecred", "guest: recover the secret of a credential with the TPM", runActivateCred},
 		{"certify", "guest: have the attestation key certify a key", runCertify},
+		{"makecred", "verifier: make a credential for an EK and a key's Name", runMakeCred},
+		{"verify-sign", "verifier: check a signature from sign", runVerifySign},
+		{"verify-certify", "verifier: check a certification from certify", runVerifyCertify},
+		{"verify-ekcert", "verifier: check an EK certificate against the EK and a CA", runVerifyEKCert},
 		{"version", "print the version", runVersion},
 	}
 }
