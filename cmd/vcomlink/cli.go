@@ -170,11 +170,32 @@ func (c *cli) printHelp(w io.Writer) {
 		if f.DefValue != "" && f.DefValue != "false" {
 			text += fmt.Sprintf(" (default %s)", f.DefValue)
 		}
-		fmt.Fprintf(w, "      %s\n", text)
+		writeWrapped(w, "      ", text)
 	})
 	if c.details != "" {
 		fmt.Fprintf(w, "\n%s\n", c.details)
 	}
+}
+
+// helpWidth is the width, in columns, at which printHelp wraps the
+// explanations of flags.
+const helpWidth = 78
+
+// writeWrapped writes text in lines of at most helpWidth columns, each
+// beginning with indent. A word longer than a line gets a line of its own.
+func writeWrapped(w io.Writer, indent, text string) {
+	line := indent
+	for _, word := range strings.Fields(text) {
+		if line != indent && len(line)+1+len(word) > helpWidth {
+			fmt.Fprintln(w, line)
+			line = indent
+		}
+		if line != indent {
+			line += " "
+		}
+		line += word
+	}
+	fmt.Fprintln(w, line)
 }
 
 // choiceFlag is a flag whose value is one of a fixed list.

@@ -27,7 +27,7 @@ func addGuestFlags(c *cli, formatHelp string, formats ...string) *guestFlags {
 		"`URL` of the agent: vsock://CID:PORT (the host is CID 2), unix:///PATH or tcp://HOST:PORT")
 	c.fs.Var(g.format, "format", "`FORMAT` of the output: "+joinChoices(formats)+". "+formatHelp)
 	c.fs.DurationVar(&g.timeout, "timeout", client.DefaultTimeout,
-		"time limit of the call to the agent, from the dial to the end of the response, such as 30s or 2m; 0 means no limit")
+		"time limit of the call to the agent, from the dial to the end of the response, as a `DURATION` such as 30s or 2m. 0 means no limit")
 	return g
 }
 

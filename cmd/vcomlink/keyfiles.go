@@ -16,7 +16,9 @@ import (
 
 // publicKeyForms lists the files that readPublicFile accepts, for help
 // texts.
-const publicKeyForms = "a TPMT_PUBLIC (as getpub --format raw writes it), a TPM2B_PUBLIC (as tpm2_readpublic -o writes it), a PEM public key or a PEM certificate"
+const publicKeyForms = `  - a TPMT_PUBLIC, as getpub --format raw writes it,
+  - a TPM2B_PUBLIC, as tpm2_readpublic -o writes it,
+  - a PEM public key or a PEM certificate.`
 
 // publicFile is a public key read from a file.
 type publicFile struct {

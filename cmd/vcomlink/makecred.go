@@ -17,16 +17,18 @@ a key with the Name given by --aik or --name. The guest recovers the secret
 with vcomlink activatecred, which proves that the key is in the same TPM as
 the EK.
 
---ek is ` + publicKeyForms + `. A PEM key or certificate has no TPM attributes,
-so makecred takes the TCG default EK template for it (RSA-2048 or ECC
-P-256, nameAlg SHA256, AES-128-CFB).
+--ek is one of:
+` + publicKeyForms + `
+A PEM key or certificate has no TPM attributes, so makecred takes the TCG
+default EK template for it (RSA-2048 or ECC P-256, nameAlg SHA256,
+AES-128-CFB).
 
 Give the key that the credential names in one of two forms:
   - --aik FILE: its public area (TPMT_PUBLIC or TPM2B_PUBLIC). makecred
     computes the Name, so the credential names exactly this public area.
   - --name HEX: its Name, as aik_name in activatecredparams --format json
     shows it (TPM2B_NAME, with the 2-byte size prefix), or without the
-    prefix (nameAlg and digest), as tpm2_readpublic -n writes it.`
+    prefix (nameAlg and digest), as tpm2_makecredential -n takes it.`
 
 const makecredFormats = `Formats:
   tpm2-tools  one file, as tpm2_makecredential writes it and

@@ -19,12 +19,13 @@ attestation key --aik over the attestation, its magic TPM_GENERATED_VALUE
 and type TPM_ST_ATTEST_CERTIFY, that its extraData equals --nonce, and that
 the certified Name equals the Name of the public area in --in.
 
---aik is ` + publicKeyForms + `. Give the public area (TPMT_PUBLIC or
-TPM2B_PUBLIC) whose Name the credential named, so that verify-certify also
-checks that the AIK is a restricted signing key and signs with its own
-scheme. Only a restricted key assures that the TPM made the attestation. A
-PEM key has no TPM attributes, so these two checks are skipped, with a note
-on standard error.
+--aik is one of:
+` + publicKeyForms + `
+Give the public area (TPMT_PUBLIC or TPM2B_PUBLIC) whose Name the
+credential named, so that verify-certify also checks that the AIK is a
+restricted signing key and signs with its own scheme. Only a restricted key
+assures that the TPM made the attestation. A PEM key has no TPM attributes,
+so these two checks are skipped, with a note on standard error.
 
 --in is the JSON of vcomlink certify --format json, or the output of
 certify --format raw. A file that is valid JSON is read as JSON.`

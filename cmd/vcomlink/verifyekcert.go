@@ -12,7 +12,8 @@ const verifyEKCertAbout = `Checks that the certificate --cert certifies the endo
 its public key is the EK's, and, with --ca, that it chains to one of the CA
 certificates at the current time.
 
---ek is ` + publicKeyForms + `.
+--ek is one of:
+` + publicKeyForms + `
 --cert is PEM, whose first certificate is the EK certificate and whose
 others are intermediate CAs, or the DER certificate that readnv --format
 raw writes, with or without the padding of the NV index.

@@ -17,7 +17,9 @@ import (
 )
 
 const verifySignAbout = `Checks that --sig is a signature by the key --key over the message --in, as
-vcomlink sign returns it. --key is ` + publicKeyForms + `. Only its public key is used.
+vcomlink sign returns it. Only the public key of --key is used, and --key is
+one of:
+` + publicKeyForms + `
 
 --in is the message, which verify-sign hashes, as openssl dgst -verify does:
   - For a restricted signing key, such as the attestation key 0x81000003,
