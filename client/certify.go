@@ -2,6 +2,7 @@ package client
 
 import (
 	"context"
+	"crypto"
 	"fmt"
 
 	"github.com/google/go-tpm/tpm2"
@@ -15,6 +16,12 @@ import (
 type CertifyResult struct {
 	// Public is the parsed public area of the certified key.
 	Public *tpm2.TPMTPublic
+	// Name is the certified key's TPM Name computed from Public: nameAlg
+	// followed by the digest, without size prefix.
+	Name []byte
+	// Key is the certified public key as a *rsa.PublicKey or
+	// *ecdsa.PublicKey, or nil when the object is not an RSA or ECC key.
+	Key crypto.PublicKey
 	// Signature is the AIK's parsed signature over the attestation.
 	Signature *tpm2.TPMTSignature
 	// Attest is the parsed attestation.
@@ -57,5 +64,25 @@ func parseCertify(rsp *vcom.TpmResponseCertify) (*CertifyResult, error) {
 	if err != nil {
 		return nil, fmt.Errorf("attest: %w", err)
 	}
-	return &CertifyResult{Public: public, Signature: sig, Attest: attest, Response: rsp}, nil
+
+	name, err := verify.Name(public)
+	if err != nil {
+		return nil, fmt.Errorf("public: %w", err)
+	}
+	var key crypto.PublicKey
+	if public.Type == tpm2.TPMAlgRSA || public.Type == tpm2.TPMAlgECC {
+		key, err = verify.PublicKey(public)
+		if err != nil {
+			return nil, fmt.Errorf("public: %w", err)
+		}
+	}
+
+	return &CertifyResult{
+		Public:    public,
+		Name:      name,
+		Key:       key,
+		Signature: sig,
+		Attest:    attest,
+		Response:  rsp,
+	}, nil
 }

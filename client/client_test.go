@@ -255,6 +255,16 @@ func TestCertify(t *testing.T) {
 	if got.Public.Type != tpm2.TPMAlgECC {
 		t.Errorf("Public.Type = 0x%04x, want ECC", uint16(got.Public.Type))
 	}
+	wantName, err := verify.Name(s.agent.eccPub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got.Name, wantName) {
+		t.Errorf("Name = 0x%x, want 0x%x", got.Name, wantName)
+	}
+	if key, ok := got.Key.(*ecdsa.PublicKey); !ok || !key.Equal(&s.agent.ecc.PublicKey) {
+		t.Errorf("Key = %v, want the ECC key", got.Key)
+	}
 	if _, err := verify.VerifyCertify(s.agent.aikPub, nonce, got.Response); err != nil {
 		t.Errorf("verify.VerifyCertify: %v", err)
 	}

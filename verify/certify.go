@@ -69,7 +69,48 @@ func VerifyCertify(aik *tpm2.TPMTPublic, nonce []byte, rsp *vcom.TpmResponseCert
 	if err != nil {
 		return nil, fmt.Errorf("certify: %w", err)
 	}
+	return checkCertified(attest, nonce, rsp)
+}
 
+// VerifyCertifyWithPublicKey checks a TpmResponseCertify as VerifyCertify
+// does, with the AIK given as an *rsa.PublicKey or *ecdsa.PublicKey, such
+// as one read from a PEM file.
+//
+// A bare public key carries no TPM attributes, so VerifyCertifyWithPublicKey
+// cannot check that the AIK is a restricted signing key, or that the
+// signature uses the AIK's scheme. Only a restricted key assures that a
+// TPMS_ATTEST it signed came from the TPM, so the caller must have
+// established that aik is one, for example by credential activation with
+// the Name of its public area. VerifyCertify checks it from the public area.
+func VerifyCertifyWithPublicKey(aik crypto.PublicKey, nonce []byte, rsp *vcom.TpmResponseCertify) (*Certified, error) {
+	if rsp == nil {
+		return nil, fmt.Errorf("certify: response is missing")
+	}
+
+	attest, err := ParseAttest(rsp.GetAttest())
+	if err != nil {
+		return nil, fmt.Errorf("certify: attest: %w", err)
+	}
+	sig, err := ParseSignature(rsp.GetSig())
+	if err != nil {
+		return nil, fmt.Errorf("certify: sig: %w", err)
+	}
+	_, hash, err := signatureHash(sig)
+	if err != nil {
+		return nil, fmt.Errorf("certify: sig: %w", err)
+	}
+	h := hash.New()
+	h.Write(rsp.GetAttest())
+	if err := VerifyDigest(aik, sig, h.Sum(nil)); err != nil {
+		return nil, fmt.Errorf("certify: sig over attest: %w", err)
+	}
+	return checkCertified(attest, nonce, rsp)
+}
+
+// checkCertified checks the contents of a TPMS_ATTEST whose signature the
+// caller verified: the magic, the type, the nonce, and the certified Name
+// against the public area in rsp.
+func checkCertified(attest *tpm2.TPMSAttest, nonce []byte, rsp *vcom.TpmResponseCertify) (*Certified, error) {
 	if attest.Magic != tpm2.TPMGeneratedValue {
 		return nil, fmt.Errorf("certify: attest magic is 0x%08x, expected TPM_GENERATED_VALUE 0x%08x",
 			uint32(attest.Magic), uint32(tpm2.TPMGeneratedValue))

@@ -216,3 +216,50 @@ func TestVerifyCertifyRejectsMagic(t *testing.T) {
 		t.Errorf("VerifyCertify error %q does not contain %q", err, want)
 	}
 }
+
+func TestVerifyCertifyWithPublicKey(t *testing.T) {
+	k := keys(t)
+	nonce := []byte("nonce for a PEM AIK")
+	rsp := k.certify(t, k.ecc, k.aik, nonce)
+	aik, err := PublicKey(k.aik.public)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	got, err := VerifyCertifyWithPublicKey(aik, nonce, rsp)
+	if err != nil {
+		t.Fatalf("VerifyCertifyWithPublicKey: %v", err)
+	}
+	if !bytes.Equal(got.Name, k.ecc.name.Buffer) {
+		t.Errorf("Name is 0x%x, want 0x%x", got.Name, k.ecc.name.Buffer)
+	}
+
+	eccKey, err := PublicKey(k.ecc.public)
+	if err != nil {
+		t.Fatal(err)
+	}
+	otherObject := k.certify(t, k.pss, k.aik, nonce)
+	for _, tc := range []struct {
+		name  string
+		key   crypto.PublicKey
+		nonce []byte
+		rsp   *vcom.TpmResponseCertify
+		want  string
+	}{
+		{"other key", eccKey, nonce, rsp, "scheme RSASSA does not suit an ECC key"},
+		{"other nonce", aik, []byte("replayed"), rsp, "extraData is 0x"},
+		{"other public area", aik, nonce, &vcom.TpmResponseCertify{Public: otherObject.Public, Sig: rsp.Sig, Attest: rsp.Attest},
+			"certified name is 0x"},
+		{"missing response", aik, nonce, nil, "response is missing"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := VerifyCertifyWithPublicKey(tc.key, tc.nonce, tc.rsp)
+			if err == nil {
+				t.Fatal("VerifyCertifyWithPublicKey succeeded")
+			}
+			if !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("VerifyCertifyWithPublicKey error %q does not contain %q", err, tc.want)
+			}
+		})
+	}
+}

@@ -26,6 +26,16 @@ func commands() []command {
 	return []command{
 		{"serve", "serve the host's TPM to guests", runServe},
 		{"demo", "run the whole flow on one machine with the embedded TPM simulator", runDemo},
+		{"getpub", "guest: print the public area of a TPM key", runGetPub},
+		{"sign", "guest: sign data with a TPM key", runSign},
+		{"readnv", "guest: print the content of an NV index, such as the EK certificate", runReadNV},
+		{"activatecredparams", "guest: print the EK and the attestation key's public area and Name", runActivateCredParams},
+		{"activatecred", "guest: recover the secret of a credential with the TPM", runActivateCred},
+		{"certify", "guest: have the attestation key certify a key", runCertify},
+		{"makecred", "verifier: make a credential for an EK and a key's Name", runMakeCred},
+		{"verify-sign", "verifier: check a signature from sign", runVerifySign},
+		{"verify-certify", "verifier: check a certification from certify", runVerifyCertify},
+		{"verify-ekcert", "verifier: check an EK certificate against the EK and a CA", runVerifyEKCert},
 		{"version", "print the version", runVersion},
 	}
 }

@@ -65,3 +65,20 @@ func requirePrograms(t testing.TB, programs ...program) {
 	}
 	t.Skip(message)
 }
+
+// RequireProgram skips the test, or fails it when RequireEnv is 1, unless
+// the program name from the Debian package packageName is on PATH. Tests
+// that check results with tools such as openssl and tpm2-tools call it.
+func RequireProgram(t testing.TB, name, packageName string) {
+	t.Helper()
+	if _, err := exec.LookPath(name); err == nil {
+		return
+	}
+
+	message := fmt.Sprintf("%s needs %s, which is not on PATH; install it with: apt-get install %s",
+		t.Name(), name, packageName)
+	if os.Getenv(RequireEnv) == "1" {
+		t.Fatalf("%s (%s=1 turns this skip into a failure)", message, RequireEnv)
+	}
+	t.Skip(message)
+}

@@ -1,0 +1,234 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/vcomlink/vcomlink/client"
+)
+
+// Exit statuses of the guest commands, besides exitOK, exitFailure and
+// exitUsage.
+const (
+	// exitRefused is a request that the agent rejected with a status other
+	// than 200.
+	exitRefused = 3
+	// exitTransport is a request that did not reach the agent, or whose
+	// response did not come back.
+	exitTransport = 4
+)
+
+// guestExitStatuses and verifierExitStatuses end the help of the guest and
+// the verifier commands.
+const (
+	guestExitStatuses = `Exit status: 0 success; 1 any other failure, such as a response that does
+not parse; 2 invalid command line or input; 3 the agent rejected the request
+(its message goes to standard error); 4 the agent could not be reached.`
+
+	verifierExitStatuses = `Exit status: 0 verified; 1 verification failed (the reason goes to standard
+error); 2 invalid command line or input.`
+)
+
+// usageError is a command line or input file that a command cannot use.
+// The command exits with exitUsage.
+type usageError struct {
+	msg string
+}
+
+func (e *usageError) Error() string { return e.msg }
+
+func usagef(format string, args ...any) error {
+	return &usageError{msg: fmt.Sprintf(format, args...)}
+}
+
+// verificationError is a check of a verifier command that failed. The
+// command exits with exitFailure.
+type verificationError struct {
+	err error
+}
+
+func (e *verificationError) Error() string { return "verification failed: " + e.err.Error() }
+
+func (e *verificationError) Unwrap() error { return e.err }
+
+// cli parses the command line of one guest or verifier command and prints
+// its help.
+type cli struct {
+	name    string // as in "vcomlink NAME"
+	args    string // the positional arguments in the usage line
+	about   string // what the command does, printed under the usage line
+	details string // printed after the flags: formats and exit statuses
+	nargs   int    // the number of positional arguments
+	fs      *flag.FlagSet
+}
+
+func newCLI(name, args string, nargs int, about, details string) *cli {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {}
+	return &cli{name: name, args: args, nargs: nargs, about: about, details: details, fs: fs}
+}
+
+// run parses args and calls body with the positional arguments. It prints
+// the help for -h or --help, and the error that parse or body returns, as
+// one line, and returns the exit status.
+func (c *cli) run(args []string, stdout, stderr io.Writer, body func(positional []string) error) int {
+	positional, err := c.parse(args)
+	if errors.Is(err, flag.ErrHelp) {
+		c.printHelp(stdout)
+		return exitOK
+	}
+	if err == nil {
+		err = body(positional)
+	}
+	if err == nil {
+		return exitOK
+	}
+
+	message := strings.ReplaceAll(err.Error(), "\n", " ")
+	fmt.Fprintf(stderr, "vcomlink %s: %s\n", c.name, message)
+	return exitStatus(err)
+}
+
+// exitStatus returns the exit status for an error of a command.
+func exitStatus(err error) int {
+	var usage *usageError
+	var status *client.StatusError
+	var transport *client.TransportError
+	switch {
+	case errors.As(err, &usage):
+		return exitUsage
+	case errors.As(err, &status):
+		return exitRefused
+	case errors.As(err, &transport):
+		return exitTransport
+	default:
+		return exitFailure
+	}
+}
+
+// parse parses flags placed before, between or after the positional
+// arguments, as in "getpub 0x81000003 --format pem", and checks the number
+// of positional arguments. Arguments after "--" are all positional.
+func (c *cli) parse(args []string) ([]string, error) {
+	var positional []string
+	for {
+		if err := c.fs.Parse(args); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				return nil, err
+			}
+			return nil, usagef("%s (see vcomlink %s --help)", doubleDash(err.Error()), c.name)
+		}
+		rest := c.fs.Args()
+		if len(rest) == 0 {
+			break
+		}
+		if consumed := len(args) - len(rest); consumed > 0 && args[consumed-1] == "--" {
+			positional = append(positional, rest...)
+			break
+		}
+		positional = append(positional, rest[0])
+		args = rest[1:]
+	}
+
+	if len(positional) != c.nargs {
+		if c.nargs == 0 {
+			return nil, usagef("unexpected argument %q (see vcomlink %s --help)", positional[0], c.name)
+		}
+		return nil, usagef("expected %s, got %d arguments (see vcomlink %s --help)", c.args, len(positional), c.name)
+	}
+	return positional, nil
+}
+
+// doubleDash rewrites the flag names in an error of package flag, which
+// writes them with one dash, in the two-dash form of the help.
+func doubleDash(message string) string {
+	for _, prefix := range []string{"for flag -", "defined: -", "argument: -"} {
+		message = strings.Replace(message, prefix, prefix+"-", 1)
+	}
+	return message
+}
+
+// printHelp prints the usage line, the description, every flag with its
+// default, and the details.
+func (c *cli) printHelp(w io.Writer) {
+	usage := "vcomlink " + c.name
+	if c.args != "" {
+		usage += " " + c.args
+	}
+	fmt.Fprintf(w, "Usage: %s [flags]\n\n%s\n\nFlags:\n", usage, c.about)
+	c.fs.VisitAll(func(f *flag.Flag) {
+		valueName, text := flag.UnquoteUsage(f)
+		line := "  --" + f.Name
+		if valueName != "" {
+			line += " " + valueName
+		}
+		fmt.Fprintln(w, line)
+		if f.DefValue != "" && f.DefValue != "false" {
+			text += fmt.Sprintf(" (default %s)", f.DefValue)
+		}
+		writeWrapped(w, "      ", text)
+	})
+	if c.details != "" {
+		fmt.Fprintf(w, "\n%s\n", c.details)
+	}
+}
+
+// helpWidth is the width, in columns, at which printHelp wraps the
+// explanations of flags.
+const helpWidth = 78
+
+// writeWrapped writes text in lines of at most helpWidth columns, each
+// beginning with indent. A word longer than a line gets a line of its own.
+func writeWrapped(w io.Writer, indent, text string) {
+	line := indent
+	for _, word := range strings.Fields(text) {
+		if line != indent && len(line)+1+len(word) > helpWidth {
+			fmt.Fprintln(w, line)
+			line = indent
+		}
+		if line != indent {
+			line += " "
+		}
+		line += word
+	}
+	fmt.Fprintln(w, line)
+}
+
+// choiceFlag is a flag whose value is one of a fixed list.
+type choiceFlag struct {
+	value   string
+	choices []string
+}
+
+func newChoiceFlag(choices ...string) *choiceFlag {
+	return &choiceFlag{value: choices[0], choices: choices}
+}
+
+func (f *choiceFlag) String() string {
+	if f == nil {
+		return ""
+	}
+	return f.value
+}
+
+func (f *choiceFlag) Set(v string) error {
+	for _, c := range f.choices {
+		if v == c {
+			f.value = v
+			return nil
+		}
+	}
+	return fmt.Errorf("use %s", joinChoices(f.choices))
+}
+
+// joinChoices writes choices as "a, b or c".
+func joinChoices(choices []string) string {
+	if len(choices) == 1 {
+		return choices[0]
+	}
+	return strings.Join(choices[:len(choices)-1], ", ") + " or " + choices[len(choices)-1]
+}
