@@ -9,6 +9,7 @@ require (
 	github.com/google/go-tpm-tools v0.4.11
 	github.com/mdlayher/vsock v1.4.0
 	google.golang.org/protobuf v1.36.12
+	gopkg.in/yaml.v3 v3.0.1
 )
 
 require (
