@@ -38,17 +38,24 @@ type agent struct {
 // logs into a.log at info level.
 func newAgent(t *testing.T, svc TPM, configure func(*Config)) *agent {
 	t.Helper()
+	logs := &logBuffer{}
+	return newLoggedAgent(t, svc, logs, configure)
+}
+
+// newLoggedAgent is newAgent with the log buffer of the caller, which may
+// also receive the TPM service's log.
+func newLoggedAgent(t *testing.T, svc TPM, logs *logBuffer, configure func(*Config)) *agent {
+	t.Helper()
 	dir, err := os.MkdirTemp("", "vcomlink")
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { os.RemoveAll(dir) })
 
-	logs := &logBuffer{}
 	cfg := Config{
 		TPM:    svc,
 		Policy: policy.NewDefault(),
-		Logger: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelInfo})),
+		Logger: logs.logger(),
 	}
 	if configure != nil {
 		configure(&cfg)
@@ -72,7 +79,8 @@ func (a *agent) listen(t *testing.T, vm string) string {
 	return socket
 }
 
-// as returns the agent as peer vm:NAME sees it, with a listener of its own.
+// as returns a view of the agent for peer vm:NAME, with a listener of its
+// own.
 func (a *agent) as(t *testing.T, vm string) *agent {
 	t.Helper()
 	other := *a
@@ -139,6 +147,12 @@ func readResponse(t *testing.T, c net.Conn, br *bufio.Reader) (*http.Response, [
 type logBuffer struct {
 	mu  sync.Mutex
 	buf bytes.Buffer
+}
+
+// logger returns a logger that writes text lines at info level and above
+// into b.
+func (b *logBuffer) logger() *slog.Logger {
+	return slog.New(slog.NewTextHandler(b, &slog.HandlerOptions{Level: slog.LevelInfo}))
 }
 
 func (b *logBuffer) Write(p []byte) (int, error) {
