@@ -173,6 +173,37 @@ default: [{ops: all, handles: [0x81000000-0x81FFFFFF, 0x01000000-0x01FFFFFF]}]
 	}
 }
 
+// TestOwnerReadExample checks the owner-read example of docs/policy.md.
+func TestOwnerReadExample(t *testing.T) {
+	f := mustParse(t, `
+never: [0x01700000, 0x01800000, 0x01900000]
+owner_read: [0x01600000]
+default:
+  - ops: all
+    handles: [0x81000000-0x81FFFFFF, 0x01000000-0x01FFFFFF]
+peers:
+  "vm:enrol":
+    - ops: [readnv]
+      handles: [0x01600000]
+    - ops: all
+      handles: [0x81000000-0x81FFFFFF, 0x01000000-0x01FFFFFF]
+`)
+	if err := f.Allow("vm:enrol", ReadNV, vcom.HandleDeviceKeyCredential); err != nil {
+		t.Errorf("vm:enrol may not read the device-key credential: %v", err)
+	}
+	if err := f.Allow("vm:other", ReadNV, vcom.HandleDeviceKeyCredential); err == nil {
+		t.Errorf("a peer of the default entry may read the device-key credential")
+	}
+	for _, peer := range []string{"vm:enrol", "vm:other"} {
+		if err := f.Allow(peer, ReadNV, vcom.HandleEKCert); err != nil {
+			t.Errorf("%s may not read the EK certificate: %v", peer, err)
+		}
+		if err := f.Allow(peer, ReadNV, vcom.HandleDiskKey1); err == nil {
+			t.Errorf("%s may read the disk-key material", peer)
+		}
+	}
+}
+
 func TestParseAliases(t *testing.T) {
 	f := mustParse(t, `
 default: &attest
