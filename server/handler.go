@@ -146,12 +146,18 @@ func (s *Server) reply(w http.ResponseWriter, r *http.Request, ex exchange, out 
 // (503, 504) are logged at debug level, because the TPM service logs each
 // outage once; bad input is logged at debug level.
 func (s *Server) fail(w http.ResponseWriter, r *http.Request, ex exchange, status int, msg string, err error) {
+	s.logFailure(r, ex, status, msg, err)
+
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	w.Header().Set("X-Content-Type-Options", "nosniff")
 	s.setWriteDeadline(w)
 	w.WriteHeader(status)
 	io.WriteString(w, msg+"\n")
+}
 
+// logFailure logs a failed request before its response goes out, so that
+// the log line exists by the time the guest reads the status.
+func (s *Server) logFailure(r *http.Request, ex exchange, status int, msg string, err error) {
 	attrs := []any{"peer", ex.peer, "op", ex.op}
 	handle, hasHandle := handleOf(err)
 	if hasHandle {

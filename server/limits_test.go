@@ -140,6 +140,9 @@ func TestSlowBodyOnRefusedRequest(t *testing.T) {
 func TestIdleConnectionClosed(t *testing.T) {
 	a := startAgentWith(t, func(c *Config) { c.IdleTimeout = time.Second })
 	well := a.as(t, "well")
+	// The agent closes the well-behaved peer's idle connections too, and a
+	// POST on a connection that closes under it is not retried.
+	well.client.Transport.(*http.Transport).DisableKeepAlives = true
 
 	c := a.dial(t)
 	request := rawRequest(vcom.PathGetPub, mustMarshal(t, &vcom.TpmRequestGetPub{Index: vcom.HandleAIK}))

@@ -125,10 +125,12 @@ func (lim *ConnLimiter) admit(c *Conn) bool {
 	lim.mu.Unlock()
 
 	if reason != "" {
-		c.Conn.Close()
+		// onDrop runs first, so that the peer sees the close only once the
+		// drop is on record.
 		if lim.onDrop != nil {
 			lim.onDrop(c.Peer, reason)
 		}
+		c.Conn.Close()
 		return false
 	}
 	return true
