@@ -70,14 +70,3 @@ func (l *refusalLog) flush() {
 		l.log.Warn("further refusals were not logged", "peer", id, "count", peers[id].omitted, "interval", l.interval)
 	}
 }
-
-// omitted returns the number of refusals of peer left out of the log in
-// this interval.
-func (l *refusalLog) omitted(peer string) int {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if p := l.peers[peer]; p != nil {
-		return p.omitted
-	}
-	return 0
-}
