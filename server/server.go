@@ -51,8 +51,8 @@ type Config struct {
 	IdleTimeout time.Duration
 	// RequestTimeout bounds the time a request waits for and uses the TPM.
 	RequestTimeout time.Duration
-	// MaxHeaderBytes bounds the size of a request's headers. net/http lets
-	// 4096 bytes more through before it responds with 431.
+	// MaxHeaderBytes bounds the size of a request's headers. net/http (Go
+	// 1.26) lets 4096 bytes more through before it responds with 431.
 	MaxHeaderBytes int
 
 	// MaxConnsPerPeer bounds the connections that one peer may have open:
@@ -78,8 +78,9 @@ type Config struct {
 // Defaults for the limits in Config, used where a field is zero. The
 // connection limits are sized for a host with a few dozen VMs: 1024
 // connections are 32 for each of 32 VMs. 100 requests per second is more
-// than a TPM serves, so a peer that keeps to its share of the TPM never
-// meets the rate limit.
+// than a hardware TPM signs (an estimate: tens of RSA-2048 signatures a
+// second), so a guest that keeps to its share of such a TPM never meets
+// the rate limit.
 const (
 	DefaultReadHeaderTimeout  = 5 * time.Second
 	DefaultBodyTimeout        = 10 * time.Second
