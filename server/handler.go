@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"os"
 	"strings"
 	"time"
 
@@ -21,64 +22,71 @@ import (
 // a restarted TPM to come back, short enough that guests do not stall.
 const retryAfterSeconds = "1"
 
-// operation returns the handler of one operation: it checks the method and
-// the body size, decodes the request message, runs call, and writes the
-// response message or the error.
+// exchange is one request as the server handles it.
+type exchange struct {
+	peer  string           // the peer's identity, as transport.Peer.ID returns it
+	op    policy.Operation // empty for an unknown path
+	start time.Time
+}
+
+// handlerFunc handles the request of one operation.
+type handlerFunc func(w http.ResponseWriter, r *http.Request, ex exchange)
+
+// operation returns the handler of one operation: it checks the method,
+// reads the whole body, decodes the request message, runs call, and writes
+// the response message or the error. call runs only once the body is in,
+// so a slow guest never holds the TPM.
 func operation[Req any, PReq interface {
 	*Req
 	proto.Message
-}](s *Server, op policy.Operation, call func(ctx context.Context, peer string, req PReq) (proto.Message, error)) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		start := time.Now()
-		peer := peerOf(r).ID()
-
+}](s *Server, call func(ctx context.Context, peer string, req PReq) (proto.Message, error)) handlerFunc {
+	return func(w http.ResponseWriter, r *http.Request, ex exchange) {
 		if r.Method != http.MethodPost {
 			w.Header().Set("Allow", http.MethodPost)
-			s.fail(w, r, op, peer, start, http.StatusMethodNotAllowed,
-				fmt.Sprintf("%s: method %s is not allowed; send the request with POST", op, r.Method), nil)
+			s.fail(w, r, ex, http.StatusMethodNotAllowed,
+				fmt.Sprintf("%s: method %s is not allowed; send the request with POST", ex.op, r.Method), nil)
 			return
 		}
 
-		body, status, msg := readBody(w, r)
+		body, status, msg := s.readBody(w, r)
 		if status != 0 {
-			s.fail(w, r, op, peer, start, status, fmt.Sprintf("%s: %s", op, msg), nil)
+			s.fail(w, r, ex, status, fmt.Sprintf("%s: %s", ex.op, msg), nil)
 			return
 		}
 
 		req := PReq(new(Req))
 		if err := decode(body, req); err != nil {
-			s.fail(w, r, op, peer, start, http.StatusBadRequest,
-				fmt.Sprintf("%s: the body is not a valid %s message: %v", op, req.ProtoReflect().Descriptor().Name(), err), nil)
+			s.fail(w, r, ex, http.StatusBadRequest,
+				fmt.Sprintf("%s: the body is not a valid %s message: %v", ex.op, req.ProtoReflect().Descriptor().Name(), err), nil)
 			return
 		}
 
 		ctx, cancel := context.WithTimeout(r.Context(), s.cfg.RequestTimeout)
 		defer cancel()
-		rsp, err := call(ctx, peer, req)
+		rsp, err := call(ctx, ex.peer, req)
 		if err != nil {
 			status := statusOf(err)
 			if status == http.StatusServiceUnavailable {
 				w.Header().Set("Retry-After", retryAfterSeconds)
 			}
-			s.fail(w, r, op, peer, start, status, oneLine(err.Error()), err)
+			s.fail(w, r, ex, status, oneLine(err.Error()), err)
 			return
 		}
 
 		out, err := proto.Marshal(rsp)
 		if err != nil {
-			s.fail(w, r, op, peer, start, http.StatusInternalServerError, fmt.Sprintf("%s: encoding the response failed: %v", op, err), err)
+			s.fail(w, r, ex, http.StatusInternalServerError, fmt.Sprintf("%s: encoding the response failed: %v", ex.op, err), err)
 			return
 		}
-		w.Header().Set("Content-Type", vcom.ContentType)
-		w.WriteHeader(http.StatusOK)
-		w.Write(out)
-		s.log.Debug("request served", "peer", peer, "op", op, "status", http.StatusOK, "duration", time.Since(start))
-	})
+		s.reply(w, r, ex, out)
+	}
 }
 
-// readBody reads a request body of at most vcom.MaxBodySize bytes. On
-// failure it returns the status and the message to send.
-func readBody(w http.ResponseWriter, r *http.Request) ([]byte, int, string) {
+// readBody reads a request body of at most vcom.MaxBodySize bytes, within
+// the body's read deadline. At the end of the body net/http clears the
+// deadline (when it starts its background read), so the wait for the TPM
+// has none. On failure readBody returns the status and the message to send.
+func (s *Server) readBody(w http.ResponseWriter, r *http.Request) ([]byte, int, string) {
 	tooLarge := fmt.Sprintf("the body is larger than the limit of %d bytes", vcom.MaxBodySize)
 	if r.ContentLength > vcom.MaxBodySize {
 		return nil, http.StatusRequestEntityTooLarge, tooLarge
@@ -86,8 +94,14 @@ func readBody(w http.ResponseWriter, r *http.Request) ([]byte, int, string) {
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, vcom.MaxBodySize))
 	if err != nil {
 		var maxErr *http.MaxBytesError
-		if errors.As(err, &maxErr) {
+		switch {
+		case errors.As(err, &maxErr):
 			return nil, http.StatusRequestEntityTooLarge, tooLarge
+		case errors.Is(err, os.ErrDeadlineExceeded):
+			// The stream is cut mid-body, so the connection cannot carry
+			// another request.
+			w.Header().Set("Connection", "close")
+			return nil, http.StatusRequestTimeout, fmt.Sprintf("the body did not arrive within %s; send the whole request at once", s.cfg.BodyTimeout)
 		}
 		return nil, http.StatusBadRequest, fmt.Sprintf("reading the body failed: %v", err)
 	}
@@ -116,33 +130,82 @@ func statusOf(err error) int {
 	return http.StatusInternalServerError
 }
 
-// fail writes a one-line text error and logs it: refusals and TPM failures
-// at levels an operator sees, bad input at debug level so that a guest
-// cannot flood the log.
-func (s *Server) fail(w http.ResponseWriter, r *http.Request, op policy.Operation, peer string, start time.Time, status int, msg string, err error) {
+// reply writes a response message. Together with fail, it is where every
+// request that reaches a handler ends.
+func (s *Server) reply(w http.ResponseWriter, r *http.Request, ex exchange, out []byte) {
+	w.Header().Set("Content-Type", vcom.ContentType)
+	s.setWriteDeadline(w)
+	w.WriteHeader(http.StatusOK)
+	w.Write(out)
+	s.log.Debug("request served", "peer", ex.peer, "op", ex.op, "status", http.StatusOK, "duration", time.Since(ex.start))
+}
+
+// fail writes a one-line text error and logs it. Refusals (403, 429) and
+// TPM errors (500) are logged at warning and error level, within the limits
+// of the refusal log, so that a guest cannot flood the log. TPM outages
+// (503, 504) are logged at debug level, because the TPM service logs each
+// outage once; bad input is logged at debug level.
+func (s *Server) fail(w http.ResponseWriter, r *http.Request, ex exchange, status int, msg string, err error) {
+	s.logFailure(r, ex, status, msg, err)
+
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	w.Header().Set("X-Content-Type-Options", "nosniff")
+	s.setWriteDeadline(w)
 	w.WriteHeader(status)
 	io.WriteString(w, msg+"\n")
+}
 
-	attrs := []any{"peer", peer, "op", op, "status", status, "duration", time.Since(start), "err", msg}
+// logFailure logs a failed request before its response goes out, so that
+// the log line exists by the time the guest reads the status.
+func (s *Server) logFailure(r *http.Request, ex exchange, status int, msg string, err error) {
+	attrs := []any{"peer", ex.peer, "op", ex.op}
+	handle, hasHandle := handleOf(err)
+	if hasHandle {
+		attrs = append(attrs, "handle", tpm.FormatHandle(handle))
+	}
+	attrs = append(attrs, "status", status, "duration", time.Since(ex.start), "err", msg)
 	if rc, ok := tpm.ResponseCode(err); ok {
 		attrs = append(attrs, "rc", fmt.Sprintf("0x%03x", uint32(rc)))
 	}
-	level := slog.LevelDebug
+
 	switch {
-	case status == http.StatusForbidden:
-		level = slog.LevelWarn
-	case status >= 500:
-		level = slog.LevelError
+	case status == http.StatusForbidden, status == http.StatusTooManyRequests:
+		key := fmt.Sprintf("%d %s %08x", status, ex.op, handle)
+		if s.refusals.record(ex.peer, key) {
+			s.log.Log(r.Context(), slog.LevelWarn, "request refused", attrs...)
+		}
+	case status == http.StatusInternalServerError:
+		key := fmt.Sprintf("%d %s %08x %s", status, ex.op, handle, msg)
+		if s.refusals.record(ex.peer, key) {
+			s.log.Log(r.Context(), slog.LevelError, "request failed", attrs...)
+		}
+	default:
+		s.log.Log(r.Context(), slog.LevelDebug, "request failed", attrs...)
 	}
-	s.log.Log(r.Context(), level, "request failed", attrs...)
 }
 
-func (s *Server) notFound(w http.ResponseWriter, r *http.Request) {
-	peer := peerOf(r).ID()
+// setWriteDeadline bounds the time that writing the response may take, so
+// that a guest that does not read cannot hold its connection.
+func (s *Server) setWriteDeadline(w http.ResponseWriter) {
+	http.NewResponseController(w).SetWriteDeadline(time.Now().Add(s.cfg.WriteTimeout))
+}
+
+// handleOf returns the handle that a refusal or TPM error concerns.
+func handleOf(err error) (uint32, bool) {
+	var denied *policy.Denied
+	if errors.As(err, &denied) {
+		return denied.Handle, true
+	}
+	var tpmErr *tpm.Error
+	if errors.As(err, &tpmErr) {
+		return tpmErr.Handle, true
+	}
+	return 0, false
+}
+
+func (s *Server) notFound(w http.ResponseWriter, r *http.Request, ex exchange) {
 	msg := fmt.Sprintf("no operation at %q; the operations are %s", r.URL.Path, strings.Join(operationPaths(), ", "))
-	s.fail(w, r, "", peer, time.Now(), http.StatusNotFound, oneLine(msg), nil)
+	s.fail(w, r, ex, http.StatusNotFound, oneLine(msg), nil)
 }
 
 func operationPaths() []string {

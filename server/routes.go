@@ -2,7 +2,6 @@ package server
 
 import (
 	"context"
-	"net/http"
 
 	"google.golang.org/protobuf/proto"
 
@@ -12,48 +11,49 @@ import (
 )
 
 type route struct {
-	path    string
-	handler http.Handler
+	path   string
+	op     policy.Operation
+	handle handlerFunc
 }
 
 func (s *Server) routes() []route {
 	return []route{
-		{vcom.PathGetPub, operation(s, policy.GetPub,
+		{vcom.PathGetPub, policy.GetPub, operation(s,
 			func(ctx context.Context, peer string, req *vcom.TpmRequestGetPub) (proto.Message, error) {
 				if err := s.check(peer, policy.GetPub, tpm.CheckPersistent, "index", req.Index); err != nil {
 					return nil, err
 				}
 				return s.cfg.TPM.GetPub(ctx, peer, req.Index)
 			})},
-		{vcom.PathSign, operation(s, policy.Sign,
+		{vcom.PathSign, policy.Sign, operation(s,
 			func(ctx context.Context, peer string, req *vcom.TpmRequestSign) (proto.Message, error) {
 				if err := s.check(peer, policy.Sign, tpm.CheckPersistent, "index", req.Index); err != nil {
 					return nil, err
 				}
 				return s.cfg.TPM.Sign(ctx, peer, req.Index, req.Data)
 			})},
-		{vcom.PathReadNV, operation(s, policy.ReadNV,
+		{vcom.PathReadNV, policy.ReadNV, operation(s,
 			func(ctx context.Context, peer string, req *vcom.TpmRequestReadNv) (proto.Message, error) {
 				if err := s.check(peer, policy.ReadNV, tpm.CheckNVIndex, "index", req.Index); err != nil {
 					return nil, err
 				}
 				return s.cfg.TPM.ReadNV(ctx, peer, req.Index)
 			})},
-		{vcom.PathActivateCredParams, operation(s, policy.ActivateCredParams,
+		{vcom.PathActivateCredParams, policy.ActivateCredParams, operation(s,
 			func(ctx context.Context, peer string, req *vcom.TpmRequestActivateCredParams) (proto.Message, error) {
 				if err := s.check(peer, policy.ActivateCredParams, tpm.CheckPersistent, "index", req.Index); err != nil {
 					return nil, err
 				}
 				return s.cfg.TPM.ActivateCredParams(ctx, peer, req.Index)
 			})},
-		{vcom.PathActivateCredential, operation(s, policy.ActivateCredential,
+		{vcom.PathActivateCredential, policy.ActivateCredential, operation(s,
 			func(ctx context.Context, peer string, req *vcom.TpmRequestGeneratedCred) (proto.Message, error) {
 				if err := s.check(peer, policy.ActivateCredential, tpm.CheckPersistent, "aik_index", req.AikIndex); err != nil {
 					return nil, err
 				}
 				return s.cfg.TPM.ActivateCredential(ctx, peer, req.AikIndex, req.Cred, req.Secret)
 			})},
-		{vcom.PathCertifyKey, operation(s, policy.CertifyKey,
+		{vcom.PathCertifyKey, policy.CertifyKey, operation(s,
 			func(ctx context.Context, peer string, req *vcom.TpmRequestCertify) (proto.Message, error) {
 				if err := s.check(peer, policy.CertifyKey, tpm.CheckPersistent, "index", req.Index); err != nil {
 					return nil, err

@@ -1,7 +1,7 @@
 // Package server is the agent's HTTP API: it routes each guest request to
-// its operation, enforces the body limit, decodes the protobuf body, asks
-// the access policy, calls the TPM service, and maps every failure to a
-// status and a one-line message.
+// its operation, enforces the size, time, connection and rate limits,
+// decodes the protobuf body, asks the access policy, calls the TPM
+// service, and maps every failure to a status and a one-line message.
 package server
 
 import (
@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/vcomlink/vcomlink/api/vcom"
@@ -28,39 +29,91 @@ type TPM interface {
 	Certify(ctx context.Context, peer string, h uint32, nonce []byte) (*vcom.TpmResponseCertify, error)
 }
 
-// Config configures a Server. TPM and Policy are required.
+// Config configures a Server. TPM and Policy are required. A zero limit
+// takes its default; for the connection and rate limits, a negative value
+// means no limit.
 type Config struct {
 	TPM    TPM
 	Policy policy.Checker
 	Logger *slog.Logger // nil means slog.Default()
 
-	// ReadHeaderTimeout bounds reading a request's headers, and ReadTimeout
-	// the whole request including its body.
+	// ReadHeaderTimeout bounds reading a request's headers. A new
+	// connection that sends no request is closed after this long.
 	ReadHeaderTimeout time.Duration
-	ReadTimeout       time.Duration
+	// BodyTimeout bounds reading a request's body, from the end of its
+	// headers. The body is read whole before the request waits for the
+	// TPM, so a slow body never holds the TPM.
+	BodyTimeout time.Duration
+	// WriteTimeout bounds writing a response.
+	WriteTimeout time.Duration
 	// IdleTimeout closes a keep-alive connection that carries no request
 	// for this long.
 	IdleTimeout time.Duration
 	// RequestTimeout bounds the time a request waits for and uses the TPM.
 	RequestTimeout time.Duration
-	// MaxHeaderBytes bounds the size of a request's headers.
+	// MaxHeaderBytes bounds the size of a request's headers. net/http (Go
+	// 1.26) lets 4096 bytes more through before it responds with 431.
 	MaxHeaderBytes int
+
+	// MaxConnsPerPeer bounds the connections that one peer may have open:
+	// the first request on each further connection, up to as many again,
+	// gets 429, and connections beyond those are closed at once.
+	MaxConnsPerPeer int
+	// MaxConns bounds the connections of all peers together; connections
+	// beyond it are closed at once.
+	MaxConns int
+	// RequestRate is the number of requests per second that each peer may
+	// send over time, and RequestBurst the number it may send at once.
+	// Requests over the rate get 429 with Retry-After.
+	RequestRate  float64
+	RequestBurst int
+
+	// RefusalLogInterval is the period over which the log lines of
+	// refusals (403, 429) and TPM errors (500) are limited. In each period
+	// a peer gets one line for each distinct refusal, up to a few, and one
+	// line at the end with the count of the rest.
+	RefusalLogInterval time.Duration
 }
 
-// Defaults for the limits in Config, used where a field is zero.
+// Defaults for the limits in Config, used where a field is zero. The
+// connection limits are sized for a host with a few dozen VMs: 1024
+// connections are 32 for each of 32 VMs. 100 requests per second is more
+// than a hardware TPM signs (an estimate: tens of RSA-2048 signatures a
+// second), so a guest that keeps to its share of such a TPM never meets
+// the rate limit.
 const (
-	DefaultReadHeaderTimeout = 5 * time.Second
-	DefaultReadTimeout       = 10 * time.Second
-	DefaultIdleTimeout       = 60 * time.Second
-	DefaultRequestTimeout    = 60 * time.Second
-	DefaultMaxHeaderBytes    = 8 << 10
+	DefaultReadHeaderTimeout  = 5 * time.Second
+	DefaultBodyTimeout        = 10 * time.Second
+	DefaultWriteTimeout       = 10 * time.Second
+	DefaultIdleTimeout        = 60 * time.Second
+	DefaultRequestTimeout     = 60 * time.Second
+	DefaultMaxHeaderBytes     = 8 << 10
+	DefaultMaxConnsPerPeer    = 32
+	DefaultMaxConns           = 1024
+	DefaultRequestRate        = 100
+	DefaultRequestBurst       = 200
+	DefaultRefusalLogInterval = time.Minute
 )
+
+// DefaultReadTimeout bounds reading a whole request in servers that take
+// one bound for headers and body together.
+//
+// Deprecated: the guest API bounds headers and body apart; see
+// DefaultReadHeaderTimeout and DefaultBodyTimeout.
+const DefaultReadTimeout = 10 * time.Second
 
 // Server serves the guest API on any number of listeners.
 type Server struct {
-	cfg  Config
-	log  *slog.Logger
-	http *http.Server
+	cfg      Config
+	log      *slog.Logger
+	http     *http.Server
+	conns    *transport.ConnLimiter
+	rates    *rateLimiter
+	refusals *refusalLog
+
+	sweepOnce sync.Once
+	stopOnce  sync.Once
+	stop      chan struct{}
 }
 
 // New returns a Server for cfg.
@@ -69,78 +122,135 @@ func New(cfg Config) *Server {
 		cfg.Logger = slog.Default()
 	}
 	setDefault(&cfg.ReadHeaderTimeout, DefaultReadHeaderTimeout)
-	setDefault(&cfg.ReadTimeout, DefaultReadTimeout)
+	setDefault(&cfg.BodyTimeout, DefaultBodyTimeout)
+	setDefault(&cfg.WriteTimeout, DefaultWriteTimeout)
 	setDefault(&cfg.IdleTimeout, DefaultIdleTimeout)
 	setDefault(&cfg.RequestTimeout, DefaultRequestTimeout)
-	if cfg.MaxHeaderBytes == 0 {
-		cfg.MaxHeaderBytes = DefaultMaxHeaderBytes
-	}
+	setDefault(&cfg.RefusalLogInterval, DefaultRefusalLogInterval)
+	setDefault(&cfg.MaxHeaderBytes, DefaultMaxHeaderBytes)
+	setDefault(&cfg.MaxConnsPerPeer, DefaultMaxConnsPerPeer)
+	setDefault(&cfg.MaxConns, DefaultMaxConns)
+	setDefault(&cfg.RequestRate, DefaultRequestRate)
+	setDefault(&cfg.RequestBurst, DefaultRequestBurst)
 
-	s := &Server{cfg: cfg, log: cfg.Logger}
+	s := &Server{
+		cfg:      cfg,
+		log:      cfg.Logger,
+		rates:    newRateLimiter(cfg.RequestRate, cfg.RequestBurst),
+		refusals: newRefusalLog(cfg.Logger, cfg.RefusalLogInterval),
+		stop:     make(chan struct{}),
+	}
+	s.conns = transport.NewConnLimiter(cfg.MaxConnsPerPeer, cfg.MaxConns, s.logDroppedConn)
+
 	var protocols http.Protocols
 	protocols.SetHTTP1(true)
 	s.http = &http.Server{
 		Handler:           s.Handler(),
 		ReadHeaderTimeout: cfg.ReadHeaderTimeout,
-		ReadTimeout:       cfg.ReadTimeout,
-		IdleTimeout:       cfg.IdleTimeout,
-		MaxHeaderBytes:    cfg.MaxHeaderBytes,
-		Protocols:         &protocols,
-		ConnContext:       withPeer,
-		ErrorLog:          slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelDebug),
+		// No ReadTimeout, which would bound headers and body together:
+		// the handler sets the body's own read deadline. WriteTimeout is a
+		// backstop for the deadline the handler sets before it writes.
+		WriteTimeout:   cfg.RequestTimeout + cfg.WriteTimeout,
+		IdleTimeout:    cfg.IdleTimeout,
+		MaxHeaderBytes: cfg.MaxHeaderBytes,
+		Protocols:      &protocols,
+		ConnContext:    withConn,
+		ErrorLog:       slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelDebug),
 	}
 	return s
 }
 
-func setDefault(d *time.Duration, v time.Duration) {
-	if *d == 0 {
-		*d = v
+func setDefault[T int | float64 | time.Duration](v *T, def T) {
+	if *v == 0 {
+		*v = def
 	}
 }
 
-// Serve accepts guest connections on l until Shutdown. Listeners from
-// package transport identify each peer; on any other listener the peer is
-// its remote address.
+// Serve accepts guest connections on l until Shutdown, within the
+// connection limits. Listeners from package transport identify each peer;
+// on any other listener the peer is its remote address.
 func (s *Server) Serve(l net.Listener) error {
-	return s.http.Serve(l)
+	s.sweepOnce.Do(func() { go s.sweep() })
+	return s.http.Serve(s.conns.Listener(l))
+}
+
+// sweep logs the counts of refusals left out of the log, and drops the
+// rate state of idle peers, once each RefusalLogInterval.
+func (s *Server) sweep() {
+	ticker := time.NewTicker(s.cfg.RefusalLogInterval)
+	defer ticker.Stop()
+	for {
+		select {
+		case now := <-ticker.C:
+			s.refusals.flush()
+			s.rates.forgetIdle(now)
+		case <-s.stop:
+			return
+		}
+	}
 }
 
 // Shutdown stops accepting connections and waits for requests in flight to
-// finish, or for ctx to end.
+// finish, or for ctx to end. It logs the counts of refusals that the log
+// left out.
 func (s *Server) Shutdown(ctx context.Context) error {
-	return s.http.Shutdown(ctx)
+	s.stopOnce.Do(func() { close(s.stop) })
+	err := s.http.Shutdown(ctx)
+	s.refusals.flush()
+	return err
 }
 
-// Handler returns the guest API as an http.Handler.
+// Handler returns the guest API as an http.Handler. The connection limits
+// apply only to connections that Serve accepts.
 func (s *Server) Handler() http.Handler {
 	// An exact-match table, not http.ServeMux: the mux answers paths such
 	// as "/tpm//sign" with a redirect, and a guest should get 404.
-	handlers := make(map[string]http.Handler)
+	routes := make(map[string]route)
 	for _, r := range s.routes() {
-		handlers[r.path] = r.handler
+		routes[r.path] = r
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		h, ok := handlers[r.URL.Path]
-		if !ok {
-			s.notFound(w, r)
+		ex := exchange{peer: connOf(r).peer.ID(), start: time.Now()}
+
+		// The body's deadline holds for every request, also those refused
+		// before their body is read, because net/http reads what is left
+		// of a small body after the handler returns.
+		http.NewResponseController(w).SetReadDeadline(ex.start.Add(s.cfg.BodyTimeout))
+
+		rt, found := routes[r.URL.Path]
+		ex.op = rt.op
+		if !s.admit(w, r, ex) {
 			return
 		}
-		h.ServeHTTP(w, r)
+		if !found {
+			s.notFound(w, r, ex)
+			return
+		}
+		rt.handle(w, r, ex)
 	})
 }
 
-type peerKey struct{}
-
-func withPeer(ctx context.Context, c net.Conn) context.Context {
-	peer, ok := transport.PeerOf(c)
-	if !ok {
-		peer = transport.Peer{Network: c.RemoteAddr().Network(), Addr: c.RemoteAddr().String()}
-	}
-	return context.WithValue(ctx, peerKey{}, peer)
+// connInfo is the server's record of one connection.
+type connInfo struct {
+	peer      transport.Peer
+	overLimit error // a *transport.LimitError, or nil
 }
 
-// peerOf returns the identity of the peer that sent r.
-func peerOf(r *http.Request) transport.Peer {
-	peer, _ := r.Context().Value(peerKey{}).(transport.Peer)
-	return peer
+type connKey struct{}
+
+func withConn(ctx context.Context, c net.Conn) context.Context {
+	info := connInfo{}
+	if tc, ok := c.(*transport.Conn); ok {
+		info.peer = tc.Peer
+		info.overLimit = tc.OverLimit()
+	} else {
+		info.peer = transport.Peer{Network: c.RemoteAddr().Network(), Addr: c.RemoteAddr().String()}
+	}
+	return context.WithValue(ctx, connKey{}, info)
+}
+
+// connOf returns the record of the connection that carried r.
+func connOf(r *http.Request) connInfo {
+	info, _ := r.Context().Value(connKey{}).(connInfo)
+	return info
 }

@@ -2,14 +2,9 @@ package server
 
 import (
 	"bytes"
-	"context"
 	"fmt"
 	"io"
-	"log/slog"
-	"net"
 	"net/http"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -19,20 +14,17 @@ import (
 
 	"github.com/vcomlink/vcomlink/api/vcom"
 	"github.com/vcomlink/vcomlink/internal/simtest"
-	"github.com/vcomlink/vcomlink/policy"
 	"github.com/vcomlink/vcomlink/tpm"
-	"github.com/vcomlink/vcomlink/transport"
 )
 
-// agent is a server on a Unix socket in front of a service on a
-// provisioned simulator.
-type agent struct {
-	sim    *simtest.TPM
-	client *http.Client
-	socket string
+func startAgent(t *testing.T) *agent {
+	t.Helper()
+	return startAgentWith(t, nil)
 }
 
-func startAgent(t *testing.T) *agent {
+// startAgentWith starts an agent on a provisioned simulator, with the
+// server configuration that configure changes, if not nil.
+func startAgentWith(t *testing.T, configure func(*Config)) *agent {
 	t.Helper()
 	sim := simtest.Start(t)
 	svc, err := tpm.New(sim.Opener(t), tpm.DefaultConfig())
@@ -40,28 +32,9 @@ func startAgent(t *testing.T) *agent {
 		t.Fatalf("start service: %v", err)
 	}
 	t.Cleanup(func() { svc.Close() })
-
-	dir, err := os.MkdirTemp("", "vcomlink")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	socket := filepath.Join(dir, "agent.sock")
-	l, err := transport.Listen("unix://" + socket + "?vm=guest")
-	if err != nil {
-		t.Fatal(err)
-	}
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	srv := New(Config{TPM: svc, Policy: policy.NewDefault(), Logger: log})
-	go srv.Serve(l)
-	t.Cleanup(func() { srv.Shutdown(context.Background()) })
-
-	client := &http.Client{Transport: &http.Transport{
-		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-			return (&net.Dialer{}).DialContext(ctx, "unix", socket)
-		},
-	}}
-	return &agent{sim: sim, client: client, socket: socket}
+	a := newAgent(t, svc, configure)
+	a.sim = sim
+	return a
 }
 
 // response is what the agent sent back.
@@ -367,7 +340,9 @@ func TestRefusals(t *testing.T) {
 }
 
 func TestSixteenConcurrentGuests(t *testing.T) {
-	a := startAgent(t)
+	// The simulator answers faster than a TPM, so sixteen guests in a loop
+	// would exceed the default request rate.
+	a := startAgentWith(t, func(c *Config) { c.RequestRate = -1 })
 	var wg sync.WaitGroup
 	errs := make(chan string, 16*20)
 	for range 16 {

@@ -39,6 +39,7 @@ type conn struct {
 	log     *slog.Logger
 
 	tpm         transport.TPMCloser // nil while disconnected
+	connecting  chan connectResult  // the result of the attempt under way, or nil
 	lastAttempt time.Time           // last reconnection attempt
 	downSince   time.Time           // start of the current outage, zero when up
 	retrying    bool                // a retry episode has been logged
@@ -51,19 +52,57 @@ func newConn(open Opener, timeout time.Duration, log *slog.Logger) *conn {
 	return &conn{open: open, timeout: timeout, log: log}
 }
 
-// connect opens the TPM and flushes what an earlier connection left loaded.
+// connectResult is the outcome of one connection attempt.
+type connectResult struct {
+	tpm transport.TPMCloser
+	err error
+}
+
+// connect opens the TPM and flushes what an earlier connection left
+// loaded, waiting at most the command timeout. An attempt that outlasts
+// the wait goes on in the background, and the next call to connect waits
+// for the same attempt, so a TPM that stops answering costs one goroutine,
+// not one for each request.
 func (c *conn) connect() error {
-	t, err := c.open()
+	if c.connecting == nil {
+		result := make(chan connectResult, 1)
+		c.connecting = result
+		go func() {
+			t, err := openAndFlush(c.open)
+			result <- connectResult{t, err}
+		}()
+	}
+
+	var timeout <-chan time.Time
+	if c.timeout > 0 {
+		timer := time.NewTimer(c.timeout)
+		defer timer.Stop()
+		timeout = timer.C
+	}
+	select {
+	case r := <-c.connecting:
+		c.connecting = nil
+		if r.err != nil {
+			return r.err
+		}
+		c.tpm = r.tpm
+		c.setHealthy(true)
+		return nil
+	case <-timeout:
+		return fmt.Errorf("%w: connecting got no response within %s", ErrTimeout, c.timeout)
+	}
+}
+
+func openAndFlush(open Opener) (transport.TPMCloser, error) {
+	t, err := open()
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if err := flushLoaded(t); err != nil {
 		t.Close()
-		return fmt.Errorf("flush objects left loaded in the TPM: %w", err)
+		return nil, fmt.Errorf("flush objects left loaded in the TPM: %w", err)
 	}
-	c.tpm = t
-	c.setHealthy(true)
-	return nil
+	return t, nil
 }
 
 // Send sends one command and returns the TPM's response. TPM error codes are
@@ -101,16 +140,25 @@ func (c *conn) Send(cmd []byte) ([]byte, error) {
 	}
 }
 
+// ensureConnected reconnects a lost connection, at most once each
+// reconnectInterval unless an attempt is still under way. A failure wraps
+// ErrUnavailable, or ErrTimeout when the TPM did not answer in time; it is
+// logged at debug level, because drop logged the outage.
 func (c *conn) ensureConnected() error {
 	if c.tpm != nil {
 		return nil
 	}
-	if time.Since(c.lastAttempt) < reconnectInterval {
+	if c.connecting == nil && time.Since(c.lastAttempt) < reconnectInterval {
 		return fmt.Errorf("%w: no connection to the TPM since %s", ErrUnavailable, c.downSince.Format(time.RFC3339))
 	}
-	c.lastAttempt = time.Now()
+	if c.connecting == nil {
+		c.lastAttempt = time.Now()
+	}
 	if err := c.connect(); err != nil {
 		c.log.Debug("reconnecting to the TPM failed", "err", err)
+		if errors.Is(err, ErrTimeout) {
+			return fmt.Errorf("reconnecting: %w", err)
+		}
 		return fmt.Errorf("%w: reconnecting: %v", ErrUnavailable, err)
 	}
 	c.log.Info("reconnected to the TPM", "outage", time.Since(c.downSince).Round(time.Millisecond))
@@ -160,7 +208,7 @@ func (c *conn) drop(cause error) {
 	if c.tpm == nil {
 		return
 	}
-	c.log.Error("lost the connection to the TPM; answering 503 until it is back", "err", cause)
+	c.log.Error("lost the connection to the TPM; requests fail with 503 or 504 until it is back", "err", cause)
 	c.tpm.Close()
 	c.tpm = nil
 	c.downSince = time.Now()
@@ -168,8 +216,18 @@ func (c *conn) drop(cause error) {
 	c.setHealthy(false)
 }
 
+// close closes the connection. A connection attempt still under way is
+// closed when it completes.
 func (c *conn) close() error {
 	c.setHealthy(false)
+	if c.connecting != nil {
+		go func(result <-chan connectResult) {
+			if r := <-result; r.tpm != nil {
+				r.tpm.Close()
+			}
+		}(c.connecting)
+		c.connecting = nil
+	}
 	if c.tpm == nil {
 		return nil
 	}

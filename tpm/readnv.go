@@ -12,7 +12,8 @@ import (
 // ReadNV returns the whole content of NV index h, read in chunks no larger
 // than TPM_PT_NV_BUFFER_MAX. The index is read with its own authorisation
 // (AUTHREAD) and the auth value the host configured, empty by default; owner
-// authorisation is used only for indices listed in Config.OwnerReadNV.
+// authorisation is used only for indices listed in Config.OwnerReadNV or by
+// SetOwnerReadNV.
 func (s *Service) ReadNV(ctx context.Context, peer string, h uint32) (*vcom.TpmResponseReadNv, error) {
 	const op = "readnv"
 	if err := CheckNVIndex(op, "index", h); err != nil {
@@ -78,7 +79,7 @@ func nvReadPublic(t transport.TPM, op string, h uint32) (*tpm2.TPMSNVPublic, tpm
 // nvReadAuth chooses the authorisation that reads index h: owner
 // authorisation where the host allows it, else the index's own.
 func (s *Service) nvReadAuth(op string, h uint32, pub *tpm2.TPMSNVPublic, name tpm2.TPM2BName) (tpm2.AuthHandle, error) {
-	if s.cfg.OwnerReadNV[h] && pub.Attributes.OwnerRead {
+	if (*s.ownerReadNV.Load())[h] && pub.Attributes.OwnerRead {
 		return tpm2.AuthHandle{
 			Handle: tpm2.TPMRHOwner,
 			Name:   tpm2.HandleName(tpm2.TPMRHOwner),

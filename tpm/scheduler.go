@@ -23,13 +23,16 @@ const (
 
 // scheduler runs jobs one at a time on a single worker goroutine. Jobs queue
 // per peer, and the worker takes the peers in turn, so a peer with many
-// queued jobs waits for its own jobs, not for other peers'.
+// queued jobs waits for its own jobs, not for other peers'. A peer goes to
+// the back of the turn order when its job ends, so a peer that queues a job
+// while another peer's job runs is next.
 type scheduler struct {
 	tpm transport.TPM
 
 	mu      sync.Mutex
 	queues  map[string][]*job // pending jobs by peer, oldest first
-	ring    []string          // peers with pending jobs, in turn order
+	ring    []string          // peers with pending jobs, in turn order, except running
+	running string            // the peer whose job runs, or empty
 	closed  bool
 	wake    chan struct{}
 	stopped chan struct{}
@@ -58,7 +61,7 @@ func (s *scheduler) Do(ctx context.Context, peer string, run func(t transport.TP
 		s.mu.Unlock()
 		return errClosed
 	}
-	if len(s.queues[peer]) == 0 {
+	if len(s.queues[peer]) == 0 && peer != s.running {
 		s.ring = append(s.ring, peer)
 	}
 	s.queues[peer] = append(s.queues[peer], j)
@@ -91,36 +94,50 @@ func (s *scheduler) Depth() map[string]int {
 	return depth
 }
 
-// next pops the oldest job of the peer whose turn it is.
-func (s *scheduler) next() (*job, bool) {
+// next pops the oldest job of the peer whose turn it is, and records the
+// peer as running. Jobs cancelled while queued are dropped on the way.
+func (s *scheduler) next() (*job, string, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for len(s.ring) > 0 {
 		peer := s.ring[0]
 		s.ring = s.ring[1:]
-		q := s.queues[peer]
-		j := q[0]
-		q[0] = nil
-		q = q[1:]
-		if len(q) == 0 {
-			delete(s.queues, peer)
-		} else {
-			s.queues[peer] = q
-			s.ring = append(s.ring, peer)
-		}
-		if j.state.CompareAndSwap(jobQueued, jobRunning) {
-			return j, true
+		for len(s.queues[peer]) > 0 {
+			q := s.queues[peer]
+			j := q[0]
+			q[0] = nil
+			if len(q) == 1 {
+				delete(s.queues, peer)
+			} else {
+				s.queues[peer] = q[1:]
+			}
+			if j.state.CompareAndSwap(jobQueued, jobRunning) {
+				s.running = peer
+				return j, peer, true
+			}
 		}
 	}
-	return nil, false
+	return nil, "", false
+}
+
+// finish ends the turn of peer, which goes to the back of the turn order if
+// it has jobs left.
+func (s *scheduler) finish(peer string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.running = ""
+	if len(s.queues[peer]) > 0 {
+		s.ring = append(s.ring, peer)
+	}
 }
 
 func (s *scheduler) work() {
 	defer close(s.stopped)
 	for {
-		j, ok := s.next()
+		j, peer, ok := s.next()
 		if ok {
 			j.done <- j.run(s.tpm)
+			s.finish(peer)
 			continue
 		}
 

@@ -57,6 +57,96 @@ func TestSchedulerTakesPeersInTurn(t *testing.T) {
 	}
 }
 
+// TestSchedulerNewPeerAfterRunningJob has peer a run a job with more of its
+// own queued, and checks that a job that peer b queues meanwhile runs as
+// soon as a's job ends, before a's queued ones.
+func TestSchedulerNewPeerAfterRunningJob(t *testing.T) {
+	s := newScheduler(nil)
+	defer s.close()
+
+	unblock := make(chan struct{})
+	started := make(chan struct{})
+	go s.Do(context.Background(), "a", func(transport.TPM) error {
+		close(started)
+		<-unblock
+		return nil
+	})
+	<-started
+
+	var mu sync.Mutex
+	var order []string
+	record := func(name string) func(transport.TPM) error {
+		return func(transport.TPM) error {
+			mu.Lock()
+			order = append(order, name)
+			mu.Unlock()
+			return nil
+		}
+	}
+	var wg sync.WaitGroup
+	for range 3 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s.Do(context.Background(), "a", record("a"))
+		}()
+	}
+	waitForDepth(t, s, "a", 3)
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		s.Do(context.Background(), "b", record("b"))
+	}()
+	waitForDepth(t, s, "b", 1)
+
+	close(unblock)
+	wg.Wait()
+	if len(order) != 4 || order[0] != "b" {
+		t.Fatalf("order after a's running job = %v; want b first", order)
+	}
+}
+
+// TestSchedulerCancelledJobsKeepTurns cancels the queued jobs of one peer
+// and checks that the peer's later job and other peers' jobs still run.
+func TestSchedulerCancelledJobsKeepTurns(t *testing.T) {
+	s := newScheduler(nil)
+	defer s.close()
+	release, started := blockWorker(s)
+	defer release()
+	<-started
+
+	ctx, cancel := context.WithCancel(context.Background())
+	cancelled := make(chan error, 2)
+	for range 2 {
+		go func() { cancelled <- s.Do(ctx, "a", func(transport.TPM) error { return nil }) }()
+	}
+	waitForDepth(t, s, "a", 2)
+	cancel()
+	for range 2 {
+		if err := <-cancelled; !errors.Is(err, context.Canceled) {
+			t.Fatalf("cancelled Do = %v; want context.Canceled", err)
+		}
+	}
+
+	done := make(chan string, 2)
+	for _, peer := range []string{"a", "b"} {
+		go func() {
+			s.Do(context.Background(), peer, func(transport.TPM) error { return nil })
+			done <- peer
+		}()
+	}
+	waitForDepth(t, s, "a", 3)
+	waitForDepth(t, s, "b", 1)
+	release()
+	for range 2 {
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			t.Fatalf("a job queued after cancelled ones did not run within 10s")
+		}
+	}
+}
+
 // blockWorker occupies the scheduler's worker until release is called.
 // started is closed once the worker runs the blocking job.
 func blockWorker(s *scheduler) (release func(), started chan struct{}) {

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/go-tpm/tpm2"
@@ -60,6 +61,9 @@ type Service struct {
 	conn  *conn
 	sched *scheduler
 
+	// ownerReadNV is Config.OwnerReadNV, replaced by SetOwnerReadNV.
+	ownerReadNV atomic.Pointer[map[uint32]bool]
+
 	// Buffer limits of this TPM, read at start.
 	inputBuffer int // TPM_PT_INPUT_BUFFER: the largest TPM2B_MAX_BUFFER
 	nvBufferMax int // TPM_PT_NV_BUFFER_MAX: the largest NV read or write
@@ -74,10 +78,12 @@ func New(open Opener, cfg Config) (*Service, error) {
 	}
 	c := newConn(open, cfg.CommandTimeout, log)
 	if err := c.connect(); err != nil {
+		c.close()
 		return nil, err
 	}
 
 	s := &Service{cfg: cfg, log: log, conn: c}
+	s.SetOwnerReadNV(cfg.OwnerReadNV)
 	if err := s.readProperties(); err != nil {
 		c.close()
 		return nil, err
@@ -91,6 +97,19 @@ func New(open Opener, cfg Config) (*Service, error) {
 func (s *Service) Close() error {
 	s.sched.close()
 	return s.conn.close()
+}
+
+// SetOwnerReadNV replaces Config.OwnerReadNV, the NV indices that readnv
+// reads with owner authorisation, as a reload of the host's access policy
+// requires. An operation reads the list when its turn at the TPM comes.
+func (s *Service) SetOwnerReadNV(indices map[uint32]bool) {
+	copied := make(map[uint32]bool, len(indices))
+	for h, ok := range indices {
+		if ok {
+			copied[h] = true
+		}
+	}
+	s.ownerReadNV.Store(&copied)
 }
 
 // Healthy reports whether the last TPM command reached the TPM.

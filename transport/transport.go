@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 )
 
 // Peer identifies the other end of a guest connection: a VM by its vsock
@@ -44,6 +45,41 @@ func (p Peer) ID() string {
 type Conn struct {
 	net.Conn
 	Peer Peer
+
+	limiter     *ConnLimiter // the limiter that counts the connection, or nil
+	overLimit   *LimitError  // set when the connection is over its peer's limit
+	releaseOnce sync.Once
+}
+
+// Close closes the connection and gives its place back to the ConnLimiter
+// that counts it, if any.
+func (c *Conn) Close() error {
+	c.releaseOnce.Do(func() {
+		if c.limiter != nil {
+			c.limiter.release(c.Peer.ID(), c.overLimit != nil)
+		}
+	})
+	return c.Conn.Close()
+}
+
+// CloseWrite shuts down the writing side of the connection, where the
+// socket supports it, so that the peer reads the end of a last response
+// before the connection closes. net/http calls it before it closes a
+// connection on an error.
+func (c *Conn) CloseWrite() error {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return nil
+}
+
+// OverLimit returns a *LimitError if a ConnLimiter accepted the connection
+// over its peer's limit, and nil otherwise.
+func (c *Conn) OverLimit() error {
+	if c.overLimit == nil {
+		return nil
+	}
+	return c.overLimit
 }
 
 // PeerOf returns the peer of a connection that a Listener accepted.

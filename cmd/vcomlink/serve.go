@@ -37,6 +37,8 @@ type serveFlags struct {
 	shutdownGrace  time.Duration
 	logLevel       string
 	logFormat      string
+	policyFile     string
+	limits         limitFlags
 }
 
 func newServeFlags(stderr io.Writer) (*flag.FlagSet, *serveFlags) {
@@ -57,6 +59,8 @@ func newServeFlags(stderr io.Writer) (*flag.FlagSet, *serveFlags) {
 	fs.DurationVar(&f.shutdownGrace, "shutdown-grace", 10*time.Second, "on SIGTERM or SIGINT, how long requests in flight may take to finish")
 	fs.StringVar(&f.logLevel, "log-level", "info", "least severe log level to write: debug, info, warn or error")
 	fs.StringVar(&f.logFormat, "log-format", "text", "log format: text or json")
+	fs.StringVar(&f.policyFile, "policy", "", "access policy file (YAML, see docs/policy.md) that grants each peer operations on handles; SIGHUP reloads it; without it the built-in policy applies")
+	f.limits.register(fs)
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "Usage: vcomlink serve [flags]")
 		fmt.Fprintln(stderr)
@@ -96,15 +100,24 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 			return exitUsage
 		}
 	}
+	if err := f.limits.check(); err != nil {
+		fmt.Fprintf(stderr, "vcomlink serve: %v\n", err)
+		return exitUsage
+	}
+	access, err := loadPolicy(f.policyFile)
+	if err != nil {
+		fmt.Fprintf(stderr, "vcomlink serve: %v\n", err)
+		return exitUsage
+	}
 
-	if err := serve(f, spec, log); err != nil {
+	if err := serve(f, spec, access, log); err != nil {
 		log.Error("vcomlink stopped", "err", err)
 		return exitFailure
 	}
 	return exitOK
 }
 
-func serve(f *serveFlags, spec backend.Spec, log *slog.Logger) error {
+func serve(f *serveFlags, spec backend.Spec, access policy.Checker, log *slog.Logger) error {
 	opened, err := backend.Open(spec)
 	if err != nil {
 		return err
@@ -114,6 +127,7 @@ func serve(f *serveFlags, spec backend.Spec, log *slog.Logger) error {
 	cfg.AIK = uint32(f.aik)
 	cfg.Auth = f.auth
 	cfg.CommandTimeout = f.commandTimeout
+	cfg.OwnerReadNV = ownerReadNV(access)
 	cfg.Logger = log
 	svc, err := tpm.New(opened.Open, cfg)
 	if err != nil {
@@ -140,21 +154,34 @@ func serve(f *serveFlags, spec backend.Spec, log *slog.Logger) error {
 		listeners = append(listeners, l)
 	}
 
-	srv := server.New(server.Config{TPM: svc, Policy: policy.NewDefault(), Logger: log})
+	store := policy.NewStore(access)
+	srvCfg := server.Config{TPM: svc, Policy: store, Logger: log}
+	f.limits.apply(&srvCfg)
+	srv := server.New(srvCfg)
 	errs := make(chan error, len(listeners))
 	for _, l := range listeners {
 		go func() { errs <- srv.Serve(l) }()
 	}
-	log.Info("vcomlink serving", "version", versionString(), "tpm", spec.String(), "listen", strings.Join(f.listen.values, " "))
+	log.Info("vcomlink serving", "version", versionString(), "tpm", spec.String(), "listen", strings.Join(f.listen.values, " "), "policy", policyName(f.policyFile))
 
+	reloader := &policyReloader{path: f.policyFile, store: store, svc: svc, log: log}
+	hangups := make(chan os.Signal, 1)
+	signal.Notify(hangups, syscall.SIGHUP)
+	defer signal.Stop(hangups)
 	signals := make(chan os.Signal, 1)
 	signal.Notify(signals, syscall.SIGTERM, syscall.SIGINT)
 	defer signal.Stop(signals)
-	select {
-	case sig := <-signals:
-		log.Info("shutting down", "signal", sig.String(), "grace", f.shutdownGrace)
-	case err := <-errs:
-		return fmt.Errorf("serving guests failed: %w", err)
+wait:
+	for {
+		select {
+		case <-hangups:
+			reloader.reload()
+		case sig := <-signals:
+			log.Info("shutting down", "signal", sig.String(), "grace", f.shutdownGrace)
+			break wait
+		case err := <-errs:
+			return fmt.Errorf("serving guests failed: %w", err)
+		}
 	}
 
 	ctx, cancel := context.WithTimeout(context.Background(), f.shutdownGrace)
@@ -194,4 +221,12 @@ func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
 		return slog.New(slog.NewJSONHandler(w, opts)), nil
 	}
 	return nil, fmt.Errorf("invalid --log-format %q: use text or json", format)
+}
+
+// policyName names the access policy in force for the start log line.
+func policyName(path string) string {
+	if path == "" {
+		return "built-in"
+	}
+	return path
 }

@@ -20,14 +20,21 @@ import (
 var sharedCA = sync.OnceValues(func() (*provision.CA, error) { return provision.NewCA(nil) })
 
 // TPM is a provisioned simulator. Commands sent through it reach the
-// simulator unless Fail chose them to fail.
+// simulator unless Fail or FailTimes chose them to fail.
 type TPM struct {
 	Result *provision.Result
 
 	tpm   transport.TPM
 	mu    sync.Mutex
-	fail  map[tpm2.TPMCC]tpm2.TPMRC
+	fail  map[tpm2.TPMCC]*failure
 	count map[tpm2.TPMCC]int
+}
+
+// failure is a response code injected in place of a command's response.
+// remaining counts the commands still to fail; below zero, all of them fail.
+type failure struct {
+	rc        tpm2.TPMRC
+	remaining int
 }
 
 // Start starts and provisions a simulator that is closed when the test
@@ -47,7 +54,7 @@ func Start(tb testing.TB) *TPM {
 
 	t := &TPM{
 		tpm:   transport.FromReadWriter(sim),
-		fail:  make(map[tpm2.TPMCC]tpm2.TPMRC),
+		fail:  make(map[tpm2.TPMCC]*failure),
 		count: make(map[tpm2.TPMCC]int),
 	}
 	// The simulator's NV has no room for the SRK next to the other keys.
@@ -58,18 +65,29 @@ func Start(tb testing.TB) *TPM {
 	return t
 }
 
-// Send implements transport.TPM. A command chosen with Fail gets an error
-// response with the chosen code, and the simulator never sees it.
+// Send implements transport.TPM. A command chosen with Fail or FailTimes
+// gets an error response with the chosen code and never reaches the
+// simulator.
 func (t *TPM) Send(cmd []byte) ([]byte, error) {
 	if len(cmd) < 10 {
 		return nil, fmt.Errorf("command of %d bytes is shorter than a command header", len(cmd))
 	}
 	cc := tpm2.TPMCC(binary.BigEndian.Uint32(cmd[6:10]))
 	t.mu.Lock()
-	rc, fail := t.fail[cc]
 	t.count[cc]++
+	var rc tpm2.TPMRC
+	f := t.fail[cc]
+	if f != nil {
+		rc = f.rc
+		if f.remaining > 0 {
+			f.remaining--
+		}
+		if f.remaining == 0 {
+			delete(t.fail, cc)
+		}
+	}
 	t.mu.Unlock()
-	if !fail {
+	if f == nil {
 		return t.tpm.Send(cmd)
 	}
 	rsp := make([]byte, 10)
@@ -82,13 +100,20 @@ func (t *TPM) Send(cmd []byte) ([]byte, error) {
 // Fail makes every later command cc fail with response code rc; rc 0 ends
 // the failures.
 func (t *TPM) Fail(cc tpm2.TPMCC, rc tpm2.TPMRC) {
+	t.FailTimes(cc, rc, -1)
+}
+
+// FailTimes makes the next n commands cc fail with response code rc, and
+// the ones after reach the simulator again. n below zero fails every later
+// command; rc 0 or n 0 ends the failures.
+func (t *TPM) FailTimes(cc tpm2.TPMCC, rc tpm2.TPMRC, n int) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if rc == 0 {
+	if rc == 0 || n == 0 {
 		delete(t.fail, cc)
 		return
 	}
-	t.fail[cc] = rc
+	t.fail[cc] = &failure{rc: rc, remaining: n}
 }
 
 // Sent returns how many times command cc was sent, failed ones included.

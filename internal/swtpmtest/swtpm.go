@@ -152,6 +152,31 @@ func (s *SWTPM) Kill() error {
 	return s.kill()
 }
 
+// Pause stops swtpm with SIGSTOP, as a TPM that hangs would stop: its
+// sockets stay open and accept connections, but no command gets a
+// response until Resume.
+func (s *SWTPM) Pause() error {
+	return s.signal(syscall.SIGSTOP)
+}
+
+// Resume continues swtpm after Pause with SIGCONT.
+func (s *SWTPM) Resume() error {
+	return s.signal(syscall.SIGCONT)
+}
+
+// signal sends signal to swtpm, when it runs.
+func (s *SWTPM) signal(signal syscall.Signal) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cmd == nil {
+		return errors.New("swtpm is not running")
+	}
+	if err := s.cmd.Process.Signal(signal); err != nil {
+		return fmt.Errorf("send %v to swtpm: %w", signal, err)
+	}
+	return nil
+}
+
 // Restart kills swtpm if it is running, starts it again on the same state
 // directory and socket paths, and waits until it accepts connections. The
 // TPM starts with TPM2_Startup(CLEAR), so transient objects and sessions
@@ -247,6 +272,8 @@ func (s *SWTPM) signalAndWait(signal syscall.Signal) error {
 	if err := s.cmd.Process.Signal(signal); err != nil && !errors.Is(err, os.ErrProcessDone) {
 		return fmt.Errorf("send %v to swtpm: %w", signal, err)
 	}
+	// A paused swtpm acts on SIGTERM only once it continues.
+	s.cmd.Process.Signal(syscall.SIGCONT)
 
 	select {
 	case <-s.exited:

@@ -6,7 +6,9 @@ import (
 	"crypto/x509"
 	"encoding/asn1"
 	"errors"
+	"os"
 	"testing"
+	"time"
 
 	"github.com/google/go-tpm/tpm2"
 	"github.com/google/go-tpm/tpm2/transport"
@@ -433,4 +435,43 @@ func readNV(t *testing.T, tpm transport.TPM, handle uint32, size int) []byte {
 		data = append(data, response.Data.Buffer...)
 	}
 	return data
+}
+
+func TestPauseAndResume(t *testing.T) {
+	s := StartCleared(t)
+	paused := dialOrFail(t, s)
+	paused.Timeout = 500 * time.Millisecond
+
+	if err := s.Pause(); err != nil {
+		t.Fatalf("Pause: %v", err)
+	}
+	if _, err := (tpm2.GetRandom{BytesRequested: 8}).Execute(paused); err == nil {
+		t.Fatalf("GetRandom on a paused swtpm succeeded; want a timeout")
+	} else if !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Errorf("GetRandom on a paused swtpm: %v; want a timeout", err)
+	}
+	paused.Close()
+
+	if err := s.Resume(); err != nil {
+		t.Fatalf("Resume: %v", err)
+	}
+	// swtpm serves one connection at a time and has a short listen
+	// backlog, so a dial fails with EAGAIN until it has done with the
+	// paused connection.
+	var resumed *Conn
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		var err error
+		if resumed, err = s.Dial(); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("dial swtpm after Resume: %v", err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	defer resumed.Close()
+	if _, err := (tpm2.GetRandom{BytesRequested: 8}).Execute(resumed); err != nil {
+		t.Errorf("GetRandom after Resume: %v", err)
+	}
 }

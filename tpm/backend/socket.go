@@ -30,18 +30,23 @@ type socketTPM struct {
 
 // OpenSocket connects to a raw TPM command socket at path and sends
 // TPM2_Startup(TPM_SU_CLEAR), which a TPM that is already started answers
-// with TPM_RC_INITIALIZE.
+// with TPM_RC_INITIALIZE. timeout bounds the connection and the Startup
+// command each.
 func OpenSocket(path string, timeout time.Duration) (transport.TPMCloser, error) {
 	conn, err := net.DialTimeout("unix", path, timeout)
 	if err != nil {
 		return nil, fmt.Errorf("connect to the TPM socket: %w", err)
 	}
 	t := &socketTPM{conn: conn}
+
+	// A TPM process that accepts but is stopped would hold Startup forever.
+	conn.SetDeadline(time.Now().Add(timeout))
 	_, err = tpm2.Startup{StartupType: tpm2.TPMSUClear}.Execute(t)
 	if err != nil && !errors.Is(err, tpm2.TPMRCInitialize) {
 		conn.Close()
 		return nil, fmt.Errorf("TPM2_Startup on %s: %w", path, err)
 	}
+	conn.SetDeadline(time.Time{})
 	return t, nil
 }
 

@@ -1,0 +1,100 @@
+package main
+
+import (
+	"flag"
+	"fmt"
+	"time"
+
+	"github.com/vcomlink/vcomlink/server"
+)
+
+// limitFlags are the limits that vcomlink serve puts on each guest.
+type limitFlags struct {
+	headerTimeout   time.Duration
+	bodyTimeout     time.Duration
+	writeTimeout    time.Duration
+	idleTimeout     time.Duration
+	requestTimeout  time.Duration
+	maxHeaderBytes  int
+	maxConnsPerPeer int
+	maxConns        int
+	rate            float64
+	burst           int
+}
+
+func (l *limitFlags) register(fs *flag.FlagSet) {
+	fs.DurationVar(&l.headerTimeout, "header-timeout", server.DefaultReadHeaderTimeout, "longest time a guest may take to send a request's headers, as a duration such as 5s; a connection that sends nothing is closed after it")
+	fs.DurationVar(&l.bodyTimeout, "body-timeout", server.DefaultBodyTimeout, "longest time a guest may take to send a request's body after its headers, as a duration; the body is read whole before the request waits for the TPM")
+	fs.DurationVar(&l.writeTimeout, "write-timeout", server.DefaultWriteTimeout, "longest time writing a response may take, as a duration")
+	fs.DurationVar(&l.idleTimeout, "idle-timeout", server.DefaultIdleTimeout, "time after which a keep-alive connection that carries no request is closed, as a duration")
+	fs.DurationVar(&l.requestTimeout, "request-timeout", server.DefaultRequestTimeout, "longest time a request may wait for and use the TPM before it fails with 504, as a duration")
+	fs.IntVar(&l.maxHeaderBytes, "max-header-bytes", server.DefaultMaxHeaderBytes, "maximum size of a request's headers, in bytes (net/http allows 4096 bytes more before it responds with 431)")
+	fs.IntVar(&l.maxConnsPerPeer, "max-conns-per-peer", server.DefaultMaxConnsPerPeer, "maximum number of connections that one peer may have open; the first request on each further connection gets 429, and connections beyond twice the limit are closed; 0 for no limit")
+	fs.IntVar(&l.maxConns, "max-conns", server.DefaultMaxConns, "maximum number of connections of all peers together; further connections are closed; 0 for no limit")
+	fs.Float64Var(&l.rate, "rate", server.DefaultRequestRate, "requests per second that each peer may send over time; requests over it get 429 with Retry-After; 0 for no limit")
+	fs.IntVar(&l.burst, "burst", server.DefaultRequestBurst, "requests that each peer may send at once before --rate applies")
+}
+
+// check returns an error that names the first flag with a value out of
+// range.
+func (l *limitFlags) check() error {
+	durations := []struct {
+		name  string
+		value time.Duration
+	}{
+		{"--header-timeout", l.headerTimeout},
+		{"--body-timeout", l.bodyTimeout},
+		{"--write-timeout", l.writeTimeout},
+		{"--idle-timeout", l.idleTimeout},
+		{"--request-timeout", l.requestTimeout},
+	}
+	for _, d := range durations {
+		if d.value <= 0 {
+			return fmt.Errorf("invalid %s %s: it must be a positive duration, such as 10s", d.name, d.value)
+		}
+	}
+	counts := []struct {
+		name  string
+		value int
+		least int
+	}{
+		{"--max-header-bytes", l.maxHeaderBytes, 1},
+		{"--max-conns-per-peer", l.maxConnsPerPeer, 0},
+		{"--max-conns", l.maxConns, 0},
+		{"--burst", l.burst, 1},
+	}
+	for _, c := range counts {
+		if c.value < c.least {
+			return fmt.Errorf("invalid %s %d: it must be %d or more", c.name, c.value, c.least)
+		}
+	}
+	if l.rate < 0 {
+		return fmt.Errorf("invalid --rate %g: it must be 0 (no limit) or more", l.rate)
+	}
+	return nil
+}
+
+// apply sets the limits in cfg. The flags write "no limit" as 0, and
+// server.Config as a negative value.
+func (l *limitFlags) apply(cfg *server.Config) {
+	cfg.ReadHeaderTimeout = l.headerTimeout
+	cfg.BodyTimeout = l.bodyTimeout
+	cfg.WriteTimeout = l.writeTimeout
+	cfg.IdleTimeout = l.idleTimeout
+	cfg.RequestTimeout = l.requestTimeout
+	cfg.MaxHeaderBytes = l.maxHeaderBytes
+	cfg.MaxConnsPerPeer = noLimitIfZero(l.maxConnsPerPeer)
+	cfg.MaxConns = noLimitIfZero(l.maxConns)
+	cfg.RequestRate = l.rate
+	if l.rate == 0 {
+		cfg.RequestRate = -1
+	}
+	cfg.RequestBurst = l.burst
+}
+
+func noLimitIfZero(n int) int {
+	if n == 0 {
+		return -1
+	}
+	return n
+}
