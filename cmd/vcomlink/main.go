@@ -26,6 +26,7 @@ func commands() []command {
 	return []command{
 		{"serve", "serve the host's TPM to guests", runServe},
 		{"demo", "run the whole flow on one machine with the embedded TPM simulator", runDemo},
+		{"bench", "measure an agent's throughput, latency and memory under guest load", runBench},
 		{"version", "print the version", runVersion},
 	}
 }
