@@ -21,15 +21,18 @@ const (
 	jobCancelled
 )
 
-// scheduler runs jobs one at a time on a single worker goroutine. Jobs queue
-// per peer, and the worker takes the peers in turn, so a peer with many
-// queued jobs waits for its own jobs, not for other peers'.
+// scheduler runs jobs one at a time. Jobs queue per peer, and a single
+// worker goroutine takes the peers in turn, so a peer with many queued jobs
+// waits for its own jobs, not for other peers'. A job that arrives while no
+// job runs or waits runs at once on the caller's goroutine, which saves two
+// goroutine switches when the TPM is idle.
 type scheduler struct {
 	tpm transport.TPM
 
 	mu      sync.Mutex
 	queues  map[string][]*job // pending jobs by peer, oldest first
 	ring    []string          // peers with pending jobs, in turn order
+	running bool              // a job runs, on the worker or a caller
 	closed  bool
 	wake    chan struct{}
 	stopped chan struct{}
@@ -46,28 +49,34 @@ func newScheduler(t transport.TPM) *scheduler {
 	return s
 }
 
-// Do queues run for peer and waits until it has run. If ctx ends while the
-// job is still queued, the job is dropped and Do returns ctx's error; once
-// the job has started, Do waits for it to finish, because a TPM command
-// cannot be abandoned halfway.
+// Do runs run for peer and waits until it has run: at once if no job runs
+// or waits, else in the peer's turn. If ctx ends while the job is still
+// queued, the job is dropped and Do returns ctx's error; once the job has
+// started, Do waits for it to finish, because a TPM command cannot be
+// abandoned halfway.
 func (s *scheduler) Do(ctx context.Context, peer string, run func(t transport.TPM) error) error {
-	j := &job{run: run, done: make(chan error, 1)}
-
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
 		return errClosed
 	}
+	if !s.running && len(s.ring) == 0 {
+		if err := ctx.Err(); err != nil {
+			s.mu.Unlock()
+			return err
+		}
+		s.running = true
+		s.mu.Unlock()
+		return s.runNow(run)
+	}
+
+	j := &job{run: run, done: make(chan error, 1)}
 	if len(s.queues[peer]) == 0 {
 		s.ring = append(s.ring, peer)
 	}
 	s.queues[peer] = append(s.queues[peer], j)
 	s.mu.Unlock()
-
-	select {
-	case s.wake <- struct{}{}:
-	default:
-	}
+	s.signal()
 
 	select {
 	case err := <-j.done:
@@ -77,6 +86,29 @@ func (s *scheduler) Do(ctx context.Context, peer string, run func(t transport.TP
 			return ctx.Err()
 		}
 		return <-j.done
+	}
+}
+
+// runNow runs a job on the caller's goroutine, which has set s.running,
+// and wakes the worker if jobs queued meanwhile or the scheduler closed.
+func (s *scheduler) runNow(run func(t transport.TPM) error) error {
+	defer func() {
+		s.mu.Lock()
+		s.running = false
+		wake := len(s.ring) > 0 || s.closed
+		s.mu.Unlock()
+		if wake {
+			s.signal()
+		}
+	}()
+	return run(s.tpm)
+}
+
+// signal wakes the worker if it waits.
+func (s *scheduler) signal() {
+	select {
+	case s.wake <- struct{}{}:
+	default:
 	}
 }
 
@@ -91,11 +123,12 @@ func (s *scheduler) Depth() map[string]int {
 	return depth
 }
 
-// next pops the oldest job of the peer whose turn it is.
+// next pops the oldest job of the peer whose turn it is and marks it
+// running, unless a job already runs on a caller's goroutine.
 func (s *scheduler) next() (*job, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for len(s.ring) > 0 {
+	for !s.running && len(s.ring) > 0 {
 		peer := s.ring[0]
 		s.ring = s.ring[1:]
 		q := s.queues[peer]
@@ -109,6 +142,7 @@ func (s *scheduler) next() (*job, bool) {
 			s.ring = append(s.ring, peer)
 		}
 		if j.state.CompareAndSwap(jobQueued, jobRunning) {
+			s.running = true
 			return j, true
 		}
 	}
@@ -120,29 +154,30 @@ func (s *scheduler) work() {
 	for {
 		j, ok := s.next()
 		if ok {
-			j.done <- j.run(s.tpm)
+			err := j.run(s.tpm)
+			s.mu.Lock()
+			s.running = false
+			s.mu.Unlock()
+			j.done <- err
 			continue
 		}
 
 		s.mu.Lock()
-		closed := s.closed
+		stop := s.closed && !s.running && len(s.ring) == 0
 		s.mu.Unlock()
-		if closed {
+		if stop {
 			return
 		}
 		<-s.wake
 	}
 }
 
-// close stops taking jobs, lets the queued ones run, and waits for the
-// worker to stop.
+// close stops taking jobs, lets the queued ones and the running one
+// finish, and waits for the worker to stop.
 func (s *scheduler) close() {
 	s.mu.Lock()
 	s.closed = true
 	s.mu.Unlock()
-	select {
-	case s.wake <- struct{}{}:
-	default:
-	}
+	s.signal()
 	<-s.stopped
 }
