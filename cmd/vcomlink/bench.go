@@ -57,7 +57,7 @@ func newBenchFlags(stderr io.Writer) (*flag.FlagSet, *benchFlags) {
 	fs.StringVar(&f.connect, "connect", "", "agent to measure (required): unix:///path, tcp://127.0.0.1:PORT or vsock://CID:PORT")
 	fs.Var(&f.ops, "op", "operations to measure, as a comma-separated list or repeated: getpub, sign, readnv, activatecredparams, activatecred, certifykey")
 	fs.Var(&f.concurrency, "concurrency", "numbers of concurrent guests to measure, as a comma-separated list; each guest is a client with its own keep-alive connection")
-	fs.DurationVar(&f.duration, "duration", 10*time.Second, "how long to measure each operation at each concurrency, and on the raw TPM")
+	fs.DurationVar(&f.duration, "duration", 10*time.Second, "how long to measure each operation at each concurrency, and each operation on the raw TPM (half before the agent, half after)")
 	fs.Var(f.handles, "handle", "handle to use, as HANDLE for every operation or OP=HANDLE for one, repeatable (default: the AIK 0x81000003, the EK certificate 0x01c00002 for readnv, the ECDH key 0x81000005 for certifykey)")
 	fs.IntVar(&f.dataSize, "data-size", 32, "size of the data that sign sends, in bytes")
 	fs.DurationVar(&f.callTimeout, "call-timeout", client.DefaultTimeout, "longest time one call may take before it counts as an error")
@@ -170,16 +170,19 @@ func (f *benchFlags) handle(op load.Op) uint32 {
 	return load.DefaultHandle(op)
 }
 
-// benchLoad measures the raw TPM, the agent and the transport floor, in
-// that order, and prints the report.
+// benchLoad measures the agent and the transport floor, with the raw TPM
+// for half of --duration before them and half after, and prints the
+// report.
 func benchLoad(ctx context.Context, f *benchFlags, stdout, stderr io.Writer) error {
 	report := &benchReport{Duration: f.duration}
+	var raw *rawTPM
 	if f.raw != "" {
-		raw, err := measureRaw(ctx, f, stderr)
-		if err != nil {
+		var err error
+		if raw, err = openRawRuns(f); err != nil {
 			return err
 		}
-		report.Results = append(report.Results, raw...)
+		defer raw.tpm.Close()
+		raw.measure(ctx, f, stderr)
 	}
 
 	requests, bodies, err := prepareRequests(ctx, f)
@@ -190,40 +193,63 @@ func benchLoad(ctx context.Context, f *benchFlags, stdout, stderr io.Writer) err
 	if err != nil {
 		return err
 	}
-	report.Results = append(report.Results, agent...)
 
+	var trivial []load.Result
 	if f.trivial {
-		trivial, err := measureTrivial(ctx, f, requests, bodies, stderr)
-		if err != nil {
+		if trivial, err = measureTrivial(ctx, f, requests, bodies, stderr); err != nil {
 			return err
 		}
-		report.Results = append(report.Results, trivial...)
 	}
+	if raw != nil {
+		raw.measure(ctx, f, stderr)
+		report.Results = append(report.Results, raw.results()...)
+	}
+	report.Results = append(report.Results, agent...)
+	report.Results = append(report.Results, trivial...)
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("interrupted: %w", err)
 	}
 	return report.write(stdout, f.format)
 }
 
-// measureRaw opens the --raw TPM and runs each operation's raw sequence on
-// it for --duration.
-func measureRaw(ctx context.Context, f *benchFlags, stderr io.Writer) ([]load.Result, error) {
+// rawTPM is the --raw TPM and a run of each operation's raw sequence. The
+// rate of a TPM drifts over minutes on a shared machine, so each run gets
+// half of --duration before the agent is measured and half after.
+type rawTPM struct {
+	tpm  transport.TPMCloser
+	runs []*load.RawRun
+}
+
+func openRawRuns(f *benchFlags) (*rawTPM, error) {
 	t, err := openRaw(f)
 	if err != nil {
 		return nil, err
 	}
-	defer t.Close()
-
-	var results []load.Result
+	raw := &rawTPM{tpm: t}
 	for _, op := range f.ops.values {
 		seq, err := load.PrepareRaw(t, op, f.handle(op), uint32(f.ek), uint32(f.aik), f.dataSize)
 		if err != nil {
+			t.Close()
 			return nil, fmt.Errorf("raw TPM %s: %w", f.raw, err)
 		}
-		fmt.Fprintf(stderr, "measuring %s on the raw TPM %s for %s\n", op, f.raw, f.duration)
-		results = append(results, load.RunRaw(ctx, t, seq, f.duration))
+		raw.runs = append(raw.runs, &load.RawRun{Seq: seq})
 	}
-	return results, nil
+	return raw, nil
+}
+
+func (r *rawTPM) measure(ctx context.Context, f *benchFlags, stderr io.Writer) {
+	for _, run := range r.runs {
+		fmt.Fprintf(stderr, "measuring %s on the raw TPM %s for %s\n", run.Seq.Op, f.raw, f.duration/2)
+		run.Run(ctx, r.tpm, f.duration/2)
+	}
+}
+
+func (r *rawTPM) results() []load.Result {
+	results := make([]load.Result, len(r.runs))
+	for i, run := range r.runs {
+		results[i] = run.Result()
+	}
+	return results
 }
 
 // openRaw opens the --raw TPM. A swtpm that another process holds accepts

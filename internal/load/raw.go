@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/google/go-tpm/tpm2"
@@ -74,31 +75,44 @@ func PrepareRaw(t transport.TPM, op Op, handle, ek, aik uint32, dataSize int) (*
 	return &RawSequence{Op: op, run: run}, nil
 }
 
-// RunRaw sends seq one time after another on t for duration, or until ctx
-// ends.
-func RunRaw(ctx context.Context, t transport.TPM, seq *RawSequence, duration time.Duration) Result {
-	var samples []time.Duration
-	var errs errorLog
+// RawRun accumulates the measurement of one raw sequence over one or more
+// periods, so that the raw rate can be measured before and after a load
+// on the agent and averaged over both.
+type RawRun struct {
+	Seq     *RawSequence
+	samples []time.Duration
+	errs    errorLog
+	elapsed time.Duration
+}
+
+// Run sends the sequence one time after another on t for duration, or
+// until ctx ends, and adds the calls to the run.
+func (r *RawRun) Run(ctx context.Context, t transport.TPM, duration time.Duration) {
 	start := time.Now()
 	deadline := start.Add(duration)
 	end := start
 	for end.Before(deadline) && ctx.Err() == nil {
-		if err := seq.Do(t); err != nil {
-			errs.add(err)
+		if err := r.Seq.Do(t); err != nil {
+			r.errs.add(err)
 		} else {
-			samples = append(samples, time.Since(end))
+			r.samples = append(r.samples, time.Since(end))
 		}
 		end = time.Now()
 	}
+	r.elapsed += end.Sub(start)
+}
+
+// Result returns the measurement of every period so far.
+func (r *RawRun) Result() Result {
 	return Result{
-		Op:           seq.Op,
+		Op:           r.Seq.Op,
 		Target:       TargetRaw,
 		Guests:       1,
-		Calls:        len(samples) + errs.count,
-		Errors:       errs.count,
-		Elapsed:      end.Sub(start),
-		Latency:      summarise(samples),
-		ErrorSamples: errs.samples,
+		Calls:        len(r.samples) + r.errs.count,
+		Errors:       r.errs.count,
+		Elapsed:      r.elapsed,
+		Latency:      summarise(slices.Clone(r.samples)),
+		ErrorSamples: r.errs.samples,
 	}
 }
 
