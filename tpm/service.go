@@ -189,10 +189,10 @@ func readPublic(t transport.TPM, op string, h uint32) (*object, error) {
 }
 
 // publicCache keeps the last TPMT_PUBLIC read from each handle with its
-// parse. go-tpm parses a public area by reflection, which took about a
-// third of the agent's CPU under a load of getpub on swtpm. The TPM is
-// still asked every time, and a parse is reused only for equal bytes, so
-// a replaced key is parsed anew.
+// parse. go-tpm parses a public area by reflection, which took 29% of the
+// agent's CPU in a profile under a getpub load on swtpm (BENCHMARKS.md).
+// The TPM is still asked every time, and a parse is reused only for equal
+// bytes, so a replaced key is parsed anew.
 type publicCache struct {
 	mu      sync.Mutex
 	entries map[uint32]parsedPublic
@@ -203,9 +203,9 @@ type parsedPublic struct {
 	public *tpm2.TPMTPublic
 }
 
-// maxPublicCache bounds the handles that publicCache keeps. A TPM holds
-// a few dozen persistent objects at most; past the bound the cache starts
-// anew.
+// maxPublicCache bounds the handles that publicCache keeps. It is ten
+// times the six persistent keys of the host layout; past it the cache
+// starts anew.
 const maxPublicCache = 64
 
 var parsedPublics = publicCache{entries: make(map[uint32]parsedPublic)}
