@@ -142,6 +142,8 @@ func (f *benchFlags) check(fs *flag.FlagSet) error {
 			return fmt.Errorf("invalid --concurrency %d: each number of guests must be at least 1", n)
 		}
 	}
+	// A sign request spends at most 10 bytes on its index and the data's
+	// tag and length, so 16 bytes of the body limit are kept for them.
 	if f.dataSize < 0 || f.dataSize > vcom.MaxBodySize-16 {
 		return fmt.Errorf("invalid --data-size %d: use 0 to %d bytes", f.dataSize, vcom.MaxBodySize-16)
 	}
