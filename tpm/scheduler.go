@@ -51,7 +51,7 @@ func newScheduler(t transport.TPM) *scheduler {
 
 // Do runs run for peer and waits until it has run: at once if no job runs
 // or waits, else in the peer's turn. If ctx ends while the job is still
-// queued, the job is dropped and Do returns ctx's error; once the job has
+// queued, the job is dropped and Do returns ctx's error. Once the job has
 // started, Do waits for it to finish, because a TPM command cannot be
 // abandoned halfway.
 func (s *scheduler) Do(ctx context.Context, peer string, run func(t transport.TPM) error) error {
