@@ -21,7 +21,7 @@ import (
 )
 
 // trivialCommand returns the command that runs vcomlink with args. Tests
-// replace it, because there the test binary stands in for vcomlink.
+// replace it, because there the test binary runs as vcomlink.
 var trivialCommand = func(args ...string) (*exec.Cmd, error) {
 	exe, err := os.Executable()
 	if err != nil {

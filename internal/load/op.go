@@ -85,7 +85,7 @@ const NonceSize = 32
 
 // Prepare makes a request for op on handle. For sign, data is dataSize
 // bytes that do not begin with TPM_GENERATED_VALUE. For activatecred, it
-// asks the agent for the EK and the key's name with c and makes a
+// requests the EK and the key's name from the agent with c and makes a
 // credential for them.
 func Prepare(ctx context.Context, c *client.Client, op Op, handle uint32, dataSize int) (*Request, error) {
 	r := &Request{Op: op, Handle: handle}

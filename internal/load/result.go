@@ -15,7 +15,7 @@ const (
 	// TargetAgent is the agent.
 	TargetAgent Target = "agent"
 	// TargetTrivial is a trivial HTTP server on the same kind of socket as
-	// the agent, which answers every request with a stored response.
+	// the agent, which returns a stored response to every request.
 	TargetTrivial Target = "trivial"
 )
 
