@@ -128,12 +128,14 @@ func (f *benchFlags) check(fs *flag.FlagSet) error {
 	if f.serveTrivial != "" {
 		return nil
 	}
+
 	if f.connect == "" {
 		return errors.New("missing --connect: name the agent, such as unix:///run/vcomlink.sock")
 	}
 	if _, err := client.ParseAddress(f.connect); err != nil {
 		return fmt.Errorf("invalid --connect: %w", err)
 	}
+
 	if f.duration <= 0 {
 		return fmt.Errorf("invalid --duration %s: it must be positive", f.duration)
 	}
@@ -150,6 +152,7 @@ func (f *benchFlags) check(fs *flag.FlagSet) error {
 	if _, err := load.ParseClientKind(f.client); err != nil {
 		return fmt.Errorf("invalid --client: %w", err)
 	}
+
 	if f.idle < 0 {
 		return fmt.Errorf("invalid --idle %d: it must not be negative", f.idle)
 	}

@@ -8,8 +8,8 @@ import (
 )
 
 // TrivialHandler returns the handler of the transport floor: for a POST to
-// one of the paths in bodies it reads the request body and answers 200 with
-// the stored body, and it answers 404 to anything else. It does no
+// one of the paths in bodies it reads the request body and returns 200 with
+// the stored body, and it returns 404 for anything else. It does no
 // decoding, no policy check and no TPM work, so a load against it measures
 // only the HTTP exchange over the socket and the guest's client.
 func TrivialHandler(bodies map[string][]byte) http.Handler {
