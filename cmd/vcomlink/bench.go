@@ -63,7 +63,7 @@ func newBenchFlags(stderr io.Writer) (*flag.FlagSet, *benchFlags) {
 	fs.DurationVar(&f.callTimeout, "call-timeout", client.DefaultTimeout, "longest time one call may take before it counts as an error")
 	fs.StringVar(&f.client, "client", string(load.WireClient), "client of each guest: wire sends prepared HTTP/1.1 requests and checks the status and that the body decodes; go is the Go client package, which also parses every TPM structure and costs more CPU in the guest")
 	fs.StringVar(&f.raw, "raw", "", "TPM to measure directly first, as a --tpm value of serve (a device path, unix:///path or simulator), so that each agent figure is also a ratio of the raw rate; it must be a TPM that no agent holds (default: none)")
-	fs.DurationVar(&f.rawTimeout, "raw-timeout", 10*time.Second, "longest wait for the --raw TPM to answer its first command")
+	fs.DurationVar(&f.rawTimeout, "raw-timeout", 10*time.Second, "longest wait for a --raw device or socket to respond to its first command")
 	fs.Var(&f.ek, "ek-handle", "endorsement key that the raw activatecred sequence uses")
 	fs.Var(&f.aik, "aik-handle", "attestation key that the raw certifykey sequence signs with")
 	fs.BoolVar(&f.trivial, "trivial", false, "also measure the transport floor: a trivial HTTP server on the same kind of socket that returns the agent's responses without any work, started by bench as a child process (default: off)")
@@ -258,12 +258,21 @@ func (r *rawTPM) results() []load.Result {
 }
 
 // openRaw opens the --raw TPM. A swtpm that another process holds accepts
-// the connection but sends no response, so the first command has a time
-// limit.
+// the connection but sends no response, so the first command to a device
+// or socket has a time limit. The simulator has none: it runs in this
+// process, and provisioning it can take longer than the limit on a busy
+// machine, while a simulator left provisioning would block the next one.
 func openRaw(f *benchFlags) (transport.TPMCloser, error) {
 	spec, err := backend.ParseSpec(f.raw)
 	if err != nil {
 		return nil, err
+	}
+	if spec.Kind == backend.Simulator {
+		b, err := backend.Open(spec)
+		if err != nil {
+			return nil, fmt.Errorf("open the raw TPM: %w", err)
+		}
+		return b.Open()
 	}
 	type opened struct {
 		t   transport.TPMCloser
