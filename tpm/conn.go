@@ -31,8 +31,8 @@ const reconnectInterval = 500 * time.Millisecond
 // conn is the agent's one connection to the TPM. It implements
 // transport.TPM for go-tpm's commands and adds a per-command timeout,
 // retries of the TPM's retry warnings, and reconnection after a failure.
-// Only the scheduler's worker goroutine calls Send, so conn needs no lock
-// except around the fields that status readers see.
+// The scheduler lets one goroutine at a time call Send, so conn needs no
+// lock except around the fields that status readers see.
 type conn struct {
 	open    Opener
 	timeout time.Duration

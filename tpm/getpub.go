@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/binary"
 
-	"github.com/google/go-tpm/tpm2"
 	"github.com/google/go-tpm/tpm2/transport"
 
 	"github.com/vcomlink/vcomlink/api/vcom"
@@ -27,14 +26,17 @@ func (s *Service) GetPub(ctx context.Context, peer string, h uint32) (*vcom.TpmR
 		rsp = &vcom.TpmResponseGetPub{
 			Public:     obj.raw,
 			Algorithm:  uint32(obj.public.Type),
-			Attributes: attributeBits(obj.public.ObjectAttributes),
+			Attributes: attributeBits(obj.raw),
 		}
 		return nil
 	})
 	return rsp, err
 }
 
-// attributeBits returns the TPMA_OBJECT bits as the TPM encodes them.
-func attributeBits(a tpm2.TPMAObject) uint32 {
-	return binary.BigEndian.Uint32(tpm2.Marshal(a))
+// attributeBits returns the TPMA_OBJECT bits of a TPMT_PUBLIC that has
+// parsed: the 4 bytes after type and nameAlg (2 bytes each). Reading them
+// from the TPM's bytes gives what tpm2.Marshal of the parsed attributes
+// gives, reserved bits included, without go-tpm's reflection.
+func attributeBits(public []byte) uint32 {
+	return binary.BigEndian.Uint32(public[4:8])
 }

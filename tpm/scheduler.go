@@ -21,18 +21,21 @@ const (
 	jobCancelled
 )
 
-// scheduler runs jobs one at a time on a single worker goroutine. Jobs queue
-// per peer, and the worker takes the peers in turn, so a peer with many
-// queued jobs waits for its own jobs, not for other peers'. A peer goes to
-// the back of the turn order when its job ends, so a peer that queues a job
-// while another peer's job runs is next.
+// scheduler runs jobs one at a time. Jobs queue per peer, and a single
+// worker goroutine takes the peers in turn, so a peer with many queued jobs
+// waits for its own jobs, not for other peers'. A peer goes to the back of
+// the turn order when its job ends, so a peer that queues a job while
+// another peer's job runs is next. A job that arrives while no job runs or
+// waits runs at once on the caller's goroutine, which saves two goroutine
+// switches when the TPM is idle.
 type scheduler struct {
 	tpm transport.TPM
 
 	mu      sync.Mutex
 	queues  map[string][]*job // pending jobs by peer, oldest first
-	ring    []string          // peers with pending jobs, in turn order, except running
-	running string            // the peer whose job runs, or empty
+	ring    []string          // peers with pending jobs, in turn order, except the running peer
+	busy    bool              // a job runs, on the worker or on a caller
+	running string            // the peer whose job runs, while busy
 	closed  bool
 	wake    chan struct{}
 	stopped chan struct{}
@@ -49,28 +52,34 @@ func newScheduler(t transport.TPM) *scheduler {
 	return s
 }
 
-// Do queues run for peer and waits until it has run. If ctx ends while the
-// job is still queued, the job is dropped and Do returns ctx's error; once
-// the job has started, Do waits for it to finish, because a TPM command
-// cannot be abandoned halfway.
+// Do runs run for peer and waits until it has run: at once if no job runs
+// or waits, else in the peer's turn. If ctx ends while the job is still
+// queued, the job is dropped and Do returns ctx's error. Once the job has
+// started, Do waits for it to finish, because a TPM command cannot be
+// abandoned halfway.
 func (s *scheduler) Do(ctx context.Context, peer string, run func(t transport.TPM) error) error {
-	j := &job{run: run, done: make(chan error, 1)}
-
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
 		return errClosed
 	}
-	if len(s.queues[peer]) == 0 && peer != s.running {
+	if !s.busy && len(s.ring) == 0 {
+		if err := ctx.Err(); err != nil {
+			s.mu.Unlock()
+			return err
+		}
+		s.busy, s.running = true, peer
+		s.mu.Unlock()
+		return s.runNow(peer, run)
+	}
+
+	j := &job{run: run, done: make(chan error, 1)}
+	if len(s.queues[peer]) == 0 && !(s.busy && s.running == peer) {
 		s.ring = append(s.ring, peer)
 	}
 	s.queues[peer] = append(s.queues[peer], j)
 	s.mu.Unlock()
-
-	select {
-	case s.wake <- struct{}{}:
-	default:
-	}
+	s.signal()
 
 	select {
 	case err := <-j.done:
@@ -80,6 +89,37 @@ func (s *scheduler) Do(ctx context.Context, peer string, run func(t transport.TP
 			return ctx.Err()
 		}
 		return <-j.done
+	}
+}
+
+// runNow runs a job of peer on the caller's goroutine, which has marked the
+// scheduler busy.
+func (s *scheduler) runNow(peer string, run func(t transport.TPM) error) error {
+	defer s.finish(peer)
+	return run(s.tpm)
+}
+
+// finish ends the turn of peer: the peer goes to the back of the turn order
+// if it has jobs left, and the worker wakes if any job waits or the
+// scheduler closed.
+func (s *scheduler) finish(peer string) {
+	s.mu.Lock()
+	s.busy, s.running = false, ""
+	if len(s.queues[peer]) > 0 {
+		s.ring = append(s.ring, peer)
+	}
+	wake := len(s.ring) > 0 || s.closed
+	s.mu.Unlock()
+	if wake {
+		s.signal()
+	}
+}
+
+// signal wakes the worker if it waits.
+func (s *scheduler) signal() {
+	select {
+	case s.wake <- struct{}{}:
+	default:
 	}
 }
 
@@ -94,12 +134,13 @@ func (s *scheduler) Depth() map[string]int {
 	return depth
 }
 
-// next pops the oldest job of the peer whose turn it is, and records the
-// peer as running. Jobs cancelled while queued are dropped on the way.
+// next pops the oldest job of the peer whose turn it is and marks the
+// scheduler busy with it, unless a job already runs. Jobs cancelled while
+// queued are dropped on the way.
 func (s *scheduler) next() (*job, string, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for len(s.ring) > 0 {
+	for !s.busy && len(s.ring) > 0 {
 		peer := s.ring[0]
 		s.ring = s.ring[1:]
 		for len(s.queues[peer]) > 0 {
@@ -112,7 +153,7 @@ func (s *scheduler) next() (*job, string, bool) {
 				s.queues[peer] = q[1:]
 			}
 			if j.state.CompareAndSwap(jobQueued, jobRunning) {
-				s.running = peer
+				s.busy, s.running = true, peer
 				return j, peer, true
 			}
 		}
@@ -120,46 +161,33 @@ func (s *scheduler) next() (*job, string, bool) {
 	return nil, "", false
 }
 
-// finish ends the turn of peer, which goes to the back of the turn order if
-// it has jobs left.
-func (s *scheduler) finish(peer string) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.running = ""
-	if len(s.queues[peer]) > 0 {
-		s.ring = append(s.ring, peer)
-	}
-}
-
 func (s *scheduler) work() {
 	defer close(s.stopped)
 	for {
 		j, peer, ok := s.next()
 		if ok {
-			j.done <- j.run(s.tpm)
+			err := j.run(s.tpm)
 			s.finish(peer)
+			j.done <- err
 			continue
 		}
 
 		s.mu.Lock()
-		closed := s.closed
+		stop := s.closed && !s.busy && len(s.ring) == 0
 		s.mu.Unlock()
-		if closed {
+		if stop {
 			return
 		}
 		<-s.wake
 	}
 }
 
-// close stops taking jobs, lets the queued ones run, and waits for the
-// worker to stop.
+// close stops taking jobs, lets the queued ones and the running one
+// finish, and waits for the worker to stop.
 func (s *scheduler) close() {
 	s.mu.Lock()
 	s.closed = true
 	s.mu.Unlock()
-	select {
-	case s.wake <- struct{}{}:
-	default:
-	}
+	s.signal()
 	<-s.stopped
 }

@@ -147,8 +147,9 @@ func TestSchedulerCancelledJobsKeepTurns(t *testing.T) {
 	}
 }
 
-// blockWorker occupies the scheduler's worker until release is called.
-// started is closed once the worker runs the blocking job.
+// blockWorker runs a job that holds the scheduler until release is called.
+// An idle scheduler runs it on the caller's goroutine, and no other job runs
+// meanwhile. started is closed once the blocking job runs.
 func blockWorker(s *scheduler) (release func(), started chan struct{}) {
 	unblock := make(chan struct{})
 	started = make(chan struct{})
@@ -210,5 +211,84 @@ func TestSchedulerClosed(t *testing.T) {
 	err := s.Do(context.Background(), "a", func(transport.TPM) error { return nil })
 	if !errors.Is(err, ErrUnavailable) {
 		t.Fatalf("Do after close = %v; want ErrUnavailable", err)
+	}
+}
+
+// TestSchedulerCloseWaitsForCallerJob runs a job on the caller's goroutine,
+// as an idle scheduler does, and checks that close waits for it.
+func TestSchedulerCloseWaitsForCallerJob(t *testing.T) {
+	s := newScheduler(nil)
+	release, started := blockWorker(s)
+	<-started
+
+	closed := make(chan struct{})
+	go func() {
+		s.close()
+		close(closed)
+	}()
+	select {
+	case <-closed:
+		t.Fatal("close returned while a job was running")
+	case <-time.After(50 * time.Millisecond):
+	}
+
+	release()
+	select {
+	case <-closed:
+	case <-time.After(5 * time.Second):
+		t.Fatal("close did not return after the running job finished")
+	}
+}
+
+// TestSchedulerQueuesBehindCallerJob checks that a job arriving while a
+// job runs on a caller's goroutine waits for it and then runs on the
+// worker.
+func TestSchedulerQueuesBehindCallerJob(t *testing.T) {
+	s := newScheduler(nil)
+	defer s.close()
+	release, started := blockWorker(s)
+	defer release()
+	<-started
+
+	done := make(chan error, 1)
+	go func() {
+		done <- s.Do(context.Background(), "b", func(transport.TPM) error { return nil })
+	}()
+	waitForDepth(t, s, "b", 1)
+	select {
+	case err := <-done:
+		t.Fatalf("a job ran while another was running: %v", err)
+	default:
+	}
+
+	release()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("queued job: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the queued job did not run after the running one finished")
+	}
+}
+
+// TestSchedulerCancelledBeforeStart checks that an idle scheduler does not
+// run a job whose context has already ended.
+func TestSchedulerCancelledBeforeStart(t *testing.T) {
+	s := newScheduler(nil)
+	defer s.close()
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+
+	ran := false
+	err := s.Do(ctx, "a", func(transport.TPM) error {
+		ran = true
+		return nil
+	})
+	if !errors.Is(err, context.Canceled) {
+		t.Errorf("Do = %v; want context.Canceled", err)
+	}
+	if ran {
+		t.Error("a job whose context had ended ran")
 	}
 }

@@ -4,10 +4,12 @@
 package tpm
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -184,21 +186,70 @@ type object struct {
 	name   tpm2.TPM2BName
 }
 
+// readPublic sends ReadPublic for h and parses the public area. The parsed
+// public area may be shared with other calls, so callers must not modify
+// it.
 func readPublic(t transport.TPM, op string, h uint32) (*object, error) {
 	rsp, err := tpm2.ReadPublic{ObjectHandle: tpm2.TPMHandle(h)}.Execute(t)
 	if err != nil {
 		return nil, tpmError(op, h, "ReadPublic", err)
 	}
-	pub, err := rsp.OutPublic.Contents()
+	raw := rsp.OutPublic.Bytes()
+	pub, err := parsedPublics.parse(h, raw, rsp.OutPublic.Contents)
 	if err != nil {
 		return nil, newError(op, h, ErrTPM, "the TPM returned a public area that does not parse: %v", err)
 	}
 	return &object{
 		handle: tpm2.TPMHandle(h),
 		public: pub,
-		raw:    rsp.OutPublic.Bytes(),
+		raw:    raw,
 		name:   rsp.Name,
 	}, nil
+}
+
+// publicCache keeps the last TPMT_PUBLIC read from each handle with its
+// parse. go-tpm parses a public area by reflection, which took 29% of the
+// agent's CPU in a profile under a getpub load on swtpm (BENCHMARKS.md).
+// The TPM is still asked every time, and a parse is reused only for equal
+// bytes, so a replaced key is parsed anew.
+type publicCache struct {
+	mu      sync.Mutex
+	entries map[uint32]parsedPublic
+}
+
+type parsedPublic struct {
+	raw    []byte
+	public *tpm2.TPMTPublic
+}
+
+// maxPublicCache bounds the handles that publicCache keeps. It is ten
+// times the six persistent keys of the host layout; past it the cache
+// starts anew.
+const maxPublicCache = 64
+
+var parsedPublics = publicCache{entries: make(map[uint32]parsedPublic)}
+
+// parse returns the parse of raw, the public area of h, from the cache, or
+// calls contents to parse it.
+func (c *publicCache) parse(h uint32, raw []byte, contents func() (*tpm2.TPMTPublic, error)) (*tpm2.TPMTPublic, error) {
+	c.mu.Lock()
+	e, ok := c.entries[h]
+	c.mu.Unlock()
+	if ok && bytes.Equal(e.raw, raw) {
+		return e.public, nil
+	}
+
+	pub, err := contents()
+	if err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	if len(c.entries) >= maxPublicCache {
+		clear(c.entries)
+	}
+	c.entries[h] = parsedPublic{raw: bytes.Clone(raw), public: pub}
+	c.mu.Unlock()
+	return pub, nil
 }
 
 // authHandle returns the authorisation for an object or NV index with the

@@ -36,6 +36,7 @@ func commands() []command {
 		{"verify-sign", "verifier: check a signature from sign", runVerifySign},
 		{"verify-certify", "verifier: check a certification from certify", runVerifyCertify},
 		{"verify-ekcert", "verifier: check an EK certificate against the EK and a CA", runVerifyEKCert},
+		{"bench", "measure an agent's throughput, latency and memory under guest load", runBench},
 		{"version", "print the version", runVersion},
 	}
 }

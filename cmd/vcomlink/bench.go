@@ -1,0 +1,442 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/google/go-tpm/tpm2/transport"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/vcomlink/vcomlink/api/vcom"
+	"github.com/vcomlink/vcomlink/client"
+	"github.com/vcomlink/vcomlink/internal/load"
+	"github.com/vcomlink/vcomlink/tpm/backend"
+)
+
+// benchFlags are the settings of vcomlink bench.
+type benchFlags struct {
+	connect      string
+	ops          opList
+	concurrency  intList
+	duration     time.Duration
+	handles      opHandles
+	dataSize     int
+	callTimeout  time.Duration
+	client       string
+	raw          string
+	rawTimeout   time.Duration
+	ek           handleFlag
+	aik          handleFlag
+	trivial      bool
+	format       string
+	idle         int
+	agentPID     int
+	settle       time.Duration
+	serveTrivial string
+}
+
+func newBenchFlags(stderr io.Writer) (*flag.FlagSet, *benchFlags) {
+	f := &benchFlags{
+		ops:         opList{values: []load.Op{load.GetPub}},
+		concurrency: intList{values: []int{1, 8, 64, 256}},
+		handles:     opHandles{},
+		ek:          handleFlag(vcom.HandleEK),
+		aik:         handleFlag(vcom.HandleAIK),
+	}
+	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&f.connect, "connect", "", "agent to measure (required): unix:///path, tcp://127.0.0.1:PORT or vsock://CID:PORT")
+	fs.Var(&f.ops, "op", "operations to measure, as a comma-separated list or repeated: getpub, sign, readnv, activatecredparams, activatecred, certifykey")
+	fs.Var(&f.concurrency, "concurrency", "numbers of concurrent guests to measure, as a comma-separated list; each guest is a client with its own keep-alive connection")
+	fs.DurationVar(&f.duration, "duration", 10*time.Second, "how long to measure each operation at each concurrency, and each operation on the raw TPM (half before the agent, half after)")
+	fs.Var(f.handles, "handle", "handle to use, as HANDLE for every operation or OP=HANDLE for one, repeatable (default: the AIK 0x81000003, the EK certificate 0x01c00002 for readnv, the ECDH key 0x81000005 for certifykey)")
+	fs.IntVar(&f.dataSize, "data-size", 32, "size of the data that sign sends, in bytes")
+	fs.DurationVar(&f.callTimeout, "call-timeout", client.DefaultTimeout, "longest time one call may take before it counts as an error")
+	fs.StringVar(&f.client, "client", string(load.WireClient), "client of each guest: wire sends prepared HTTP/1.1 requests and checks the status and that the body decodes; go is the Go client package, which also parses every TPM structure and costs more CPU in the guest")
+	fs.StringVar(&f.raw, "raw", "", "TPM to measure directly first, as a --tpm value of serve (a device path, unix:///path or simulator), so that each agent figure is also a ratio of the raw rate; it must be a TPM that no agent holds (default: none)")
+	fs.DurationVar(&f.rawTimeout, "raw-timeout", 10*time.Second, "longest wait for a --raw device or socket to respond to its first command")
+	fs.Var(&f.ek, "ek-handle", "endorsement key that the raw activatecred sequence uses")
+	fs.Var(&f.aik, "aik-handle", "attestation key that the raw certifykey sequence signs with")
+	fs.BoolVar(&f.trivial, "trivial", false, "also measure the transport floor: a trivial HTTP server on the same kind of socket that returns the agent's responses without any work, started by bench as a child process (default: off)")
+	fs.StringVar(&f.format, "format", "table", "output format: table or json")
+	fs.IntVar(&f.idle, "idle", 0, "instead of a load, open this many idle keep-alive guest connections and report the agent's added resident memory (default: 0, off)")
+	fs.IntVar(&f.agentPID, "agent-pid", 0, "process ID of the agent whose memory --idle reads (default: the process behind the --connect Unix socket)")
+	fs.DurationVar(&f.settle, "settle", 2*time.Second, "with --idle, how long to wait after the connections are open before the memory is read")
+	fs.StringVar(&f.serveTrivial, "serve-trivial", "", "run the trivial server of --trivial on this unix:///path or tcp://127.0.0.1:PORT instead of measuring; it reads its responses as JSON from standard input and stops when standard input ends (bench --trivial starts this itself) (default: off)")
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "Usage: vcomlink bench --connect ADDRESS [flags]")
+		fmt.Fprintln(stderr)
+		fmt.Fprintln(stderr, "Runs concurrent guests against an agent and prints, per operation and number of")
+		fmt.Fprintln(stderr, "guests, the calls per second, the 50th and 99th percentile and maximum latency,")
+		fmt.Fprintln(stderr, "and the errors. With --raw it first measures the same TPM commands sent straight")
+		fmt.Fprintln(stderr, "to a TPM on one connection; with --trivial it also measures a trivial HTTP server.")
+		fmt.Fprintln(stderr)
+		fmt.Fprintln(stderr, "Flags:")
+		fs.PrintDefaults()
+	}
+	return fs, f
+}
+
+func runBench(args []string, stdout, stderr io.Writer) int {
+	fs, f := newBenchFlags(stderr)
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return exitOK
+		}
+		return exitUsage
+	}
+	if err := f.check(fs); err != nil {
+		fmt.Fprintf(stderr, "vcomlink bench: %v\n", err)
+		return exitUsage
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+
+	var err error
+	switch {
+	case f.serveTrivial != "":
+		err = serveTrivial(ctx, f.serveTrivial, os.Stdin, stdout)
+	case f.idle > 0:
+		err = benchIdle(ctx, f, stdout)
+	default:
+		err = benchLoad(ctx, f, stdout, stderr)
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "vcomlink bench: %v\n", err)
+		return exitFailure
+	}
+	return exitOK
+}
+
+func (f *benchFlags) check(fs *flag.FlagSet) error {
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	if f.format != "table" && f.format != "json" {
+		return fmt.Errorf("invalid --format %q: use table or json", f.format)
+	}
+	if f.serveTrivial != "" {
+		return nil
+	}
+
+	if f.connect == "" {
+		return errors.New("missing --connect: name the agent, such as unix:///run/vcomlink.sock")
+	}
+	if _, err := client.ParseAddress(f.connect); err != nil {
+		return fmt.Errorf("invalid --connect: %w", err)
+	}
+
+	if f.duration <= 0 {
+		return fmt.Errorf("invalid --duration %s: it must be positive", f.duration)
+	}
+	for _, n := range f.concurrency.values {
+		if n < 1 {
+			return fmt.Errorf("invalid --concurrency %d: each number of guests must be at least 1", n)
+		}
+	}
+	// A sign request spends at most 10 bytes on its index and the data's
+	// tag and length, so 16 bytes of the body limit are kept for them.
+	if f.dataSize < 0 || f.dataSize > vcom.MaxBodySize-16 {
+		return fmt.Errorf("invalid --data-size %d: use 0 to %d bytes", f.dataSize, vcom.MaxBodySize-16)
+	}
+	if _, err := load.ParseClientKind(f.client); err != nil {
+		return fmt.Errorf("invalid --client: %w", err)
+	}
+
+	if f.idle < 0 {
+		return fmt.Errorf("invalid --idle %d: it must not be negative", f.idle)
+	}
+	if f.raw != "" {
+		if _, err := backend.ParseSpec(f.raw); err != nil {
+			return fmt.Errorf("invalid --raw: %w", err)
+		}
+	}
+	return nil
+}
+
+// handle returns the handle that op uses.
+func (f *benchFlags) handle(op load.Op) uint32 {
+	if h, ok := f.handles[op]; ok {
+		return h
+	}
+	if h, ok := f.handles[""]; ok {
+		return h
+	}
+	return load.DefaultHandle(op)
+}
+
+// benchLoad measures the agent and the transport floor, with the raw TPM
+// for half of --duration before them and half after, and prints the
+// report.
+func benchLoad(ctx context.Context, f *benchFlags, stdout, stderr io.Writer) error {
+	report := &benchReport{Duration: f.duration}
+	var raw *rawTPM
+	if f.raw != "" {
+		var err error
+		if raw, err = openRawRuns(f); err != nil {
+			return err
+		}
+		defer raw.tpm.Close()
+		raw.measure(ctx, f, stderr)
+	}
+
+	requests, bodies, err := prepareRequests(ctx, f)
+	if err != nil {
+		return err
+	}
+	agent, err := measureTarget(ctx, f, load.TargetAgent, f.connect, requests, stderr)
+	if err != nil {
+		return err
+	}
+
+	var trivial []load.Result
+	if f.trivial {
+		if trivial, err = measureTrivial(ctx, f, requests, bodies, stderr); err != nil {
+			return err
+		}
+	}
+	if raw != nil {
+		raw.measure(ctx, f, stderr)
+		report.Results = append(report.Results, raw.results()...)
+	}
+	report.Results = append(report.Results, agent...)
+	report.Results = append(report.Results, trivial...)
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("interrupted: %w", err)
+	}
+	return report.write(stdout, f.format)
+}
+
+// rawTPM is the --raw TPM and a run of each operation's raw sequence. The
+// rate of a TPM drifts over minutes on a shared machine, so each run gets
+// half of --duration before the agent is measured and half after.
+type rawTPM struct {
+	tpm  transport.TPMCloser
+	runs []*load.RawRun
+}
+
+func openRawRuns(f *benchFlags) (*rawTPM, error) {
+	t, err := openRaw(f)
+	if err != nil {
+		return nil, err
+	}
+	raw := &rawTPM{tpm: t}
+	for _, op := range f.ops.values {
+		seq, err := load.PrepareRaw(t, op, f.handle(op), uint32(f.ek), uint32(f.aik), f.dataSize)
+		if err != nil {
+			t.Close()
+			return nil, fmt.Errorf("raw TPM %s: %w", f.raw, err)
+		}
+		raw.runs = append(raw.runs, &load.RawRun{Seq: seq})
+	}
+	return raw, nil
+}
+
+func (r *rawTPM) measure(ctx context.Context, f *benchFlags, stderr io.Writer) {
+	for _, run := range r.runs {
+		fmt.Fprintf(stderr, "measuring %s on the raw TPM %s for %s\n", run.Seq.Op, f.raw, f.duration/2)
+		run.Run(ctx, r.tpm, f.duration/2)
+	}
+}
+
+func (r *rawTPM) results() []load.Result {
+	results := make([]load.Result, len(r.runs))
+	for i, run := range r.runs {
+		results[i] = run.Result()
+	}
+	return results
+}
+
+// openRaw opens the --raw TPM. A swtpm that another process holds accepts
+// the connection but sends no response, so the first command to a device
+// or socket has a time limit. The simulator has none: it runs in this
+// process, and provisioning it can take longer than the limit on a busy
+// machine, while a simulator left provisioning would block the next one.
+func openRaw(f *benchFlags) (transport.TPMCloser, error) {
+	spec, err := backend.ParseSpec(f.raw)
+	if err != nil {
+		return nil, err
+	}
+	if spec.Kind == backend.Simulator {
+		b, err := backend.Open(spec)
+		if err != nil {
+			return nil, fmt.Errorf("open the raw TPM: %w", err)
+		}
+		return b.Open()
+	}
+	type opened struct {
+		t   transport.TPMCloser
+		err error
+	}
+	done := make(chan opened, 1)
+	go func() {
+		b, err := backend.Open(spec)
+		if err != nil {
+			done <- opened{nil, err}
+			return
+		}
+		t, err := b.Open()
+		done <- opened{t, err}
+	}()
+	select {
+	case o := <-done:
+		if o.err != nil {
+			return nil, fmt.Errorf("open the raw TPM: %w", o.err)
+		}
+		return o.t, nil
+	case <-time.After(f.rawTimeout):
+		// NOTE: the goroutine stays blocked on the TPM until bench exits.
+		return nil, fmt.Errorf("the raw TPM %s did not answer within %s; swtpm serves one connection at a time, so --raw needs a TPM that no agent holds, such as a second swtpm on a copy of the state", spec, f.rawTimeout)
+	}
+}
+
+// prepareRequests prepares each operation's request with one client, and
+// keeps the agent's response body to each for the trivial server.
+func prepareRequests(ctx context.Context, f *benchFlags) ([]*load.Request, map[string][]byte, error) {
+	c, err := client.New(f.connect, client.WithTimeout(f.callTimeout))
+	if err != nil {
+		return nil, nil, err
+	}
+	defer c.Close()
+
+	var requests []*load.Request
+	bodies := make(map[string][]byte)
+	for _, op := range f.ops.values {
+		r, err := load.Prepare(ctx, c, op, f.handle(op), f.dataSize)
+		if err != nil {
+			return nil, nil, err
+		}
+		rsp, err := r.Do(ctx, c)
+		if err != nil {
+			return nil, nil, fmt.Errorf("first request to the agent: %w", err)
+		}
+		body, err := proto.Marshal(rsp)
+		if err != nil {
+			return nil, nil, fmt.Errorf("encode the agent's %s response: %w", op, err)
+		}
+		requests = append(requests, r)
+		bodies[op.Path()] = body
+	}
+	return requests, bodies, nil
+}
+
+// measureTarget runs every request at every concurrency against address.
+func measureTarget(ctx context.Context, f *benchFlags, target load.Target, address string, requests []*load.Request, stderr io.Writer) ([]load.Result, error) {
+	var results []load.Result
+	for _, r := range requests {
+		for _, guests := range f.concurrency.values {
+			if ctx.Err() != nil {
+				return results, nil
+			}
+			fmt.Fprintf(stderr, "measuring %s on the %s with %d guests for %s\n", r.Op, target, guests, f.duration)
+			res, err := load.Run(ctx, load.Config{
+				Address:     address,
+				Target:      target,
+				Request:     r,
+				Guests:      guests,
+				Client:      load.ClientKind(f.client),
+				Duration:    f.duration,
+				CallTimeout: f.callTimeout,
+			})
+			if err != nil {
+				return nil, fmt.Errorf("%s with %d guests on the %s: %w", r.Op, guests, target, err)
+			}
+			results = append(results, res)
+		}
+	}
+	return results, nil
+}
+
+// opList is a flag of operations, as a comma-separated list or repeated.
+type opList struct {
+	values []load.Op
+	set    bool // false while values holds the default
+}
+
+func (l *opList) String() string {
+	names := make([]string, len(l.values))
+	for i, op := range l.values {
+		names[i] = string(op)
+	}
+	return strings.Join(names, ",")
+}
+
+func (l *opList) Set(v string) error {
+	if !l.set {
+		l.values = nil
+		l.set = true
+	}
+	for name := range strings.SplitSeq(v, ",") {
+		op, err := load.ParseOp(strings.TrimSpace(name))
+		if err != nil {
+			return err
+		}
+		l.values = append(l.values, op)
+	}
+	return nil
+}
+
+// intList is a flag of positive numbers, as a comma-separated list or
+// repeated.
+type intList struct {
+	values []int
+	set    bool // false while values holds the default
+}
+
+func (l *intList) String() string {
+	parts := make([]string, len(l.values))
+	for i, n := range l.values {
+		parts[i] = strconv.Itoa(n)
+	}
+	return strings.Join(parts, ",")
+}
+
+func (l *intList) Set(v string) error {
+	if !l.set {
+		l.values = nil
+		l.set = true
+	}
+	for part := range strings.SplitSeq(v, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(part))
+		if err != nil || n < 1 {
+			return fmt.Errorf("%q is not a positive number", part)
+		}
+		l.values = append(l.values, n)
+	}
+	return nil
+}
+
+// opHandles is the --handle flag: a handle by operation, where the empty
+// operation applies to every operation.
+type opHandles map[load.Op]uint32
+
+func (h opHandles) String() string { return "" }
+
+func (h opHandles) Set(v string) error {
+	name, value, perOp := strings.Cut(v, "=")
+	var op load.Op
+	if perOp {
+		var err error
+		if op, err = load.ParseOp(name); err != nil {
+			return err
+		}
+	} else {
+		value = name
+	}
+	handle, err := vcom.ParseHandle(value)
+	if err != nil {
+		return err
+	}
+	h[op] = handle
+	return nil
+}

@@ -1,0 +1,155 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/vcomlink/vcomlink/internal/load"
+)
+
+// benchReport is the result of vcomlink bench.
+type benchReport struct {
+	Duration time.Duration
+	Results  []load.Result
+}
+
+// reportRow is a result with its rate and its ratio to the raw TPM rate of
+// the same operation, where that was measured.
+type reportRow struct {
+	load.Result
+	Rate  float64  `json:"calls_per_second"`
+	VsRaw *float64 `json:"ratio_to_raw,omitempty"`
+}
+
+// splitRow divides the time per agent call into the raw TPM's time, the
+// trivial server's time and the rest, which is the agent's own. Each time
+// is the inverse of a rate. Above one guest the parts overlap, because one
+// guest's HTTP exchange runs while another's TPM command does, so the rest
+// can be small or negative there.
+type splitRow struct {
+	Op        load.Op       `json:"op"`
+	Guests    int           `json:"guests"`
+	Agent     time.Duration `json:"agent_ns"`
+	TPM       time.Duration `json:"tpm_ns"`
+	Transport time.Duration `json:"transport_ns"`
+	Own       time.Duration `json:"own_ns"`
+}
+
+func (r *benchReport) rows() []reportRow {
+	raw := make(map[load.Op]float64)
+	for _, res := range r.Results {
+		if res.Target == load.TargetRaw {
+			raw[res.Op] = res.Rate()
+		}
+	}
+	rows := make([]reportRow, len(r.Results))
+	for i, res := range r.Results {
+		rows[i] = reportRow{Result: res, Rate: res.Rate()}
+		if base, ok := raw[res.Op]; ok && base > 0 && res.Target != load.TargetTrivial {
+			ratio := res.Rate() / base
+			rows[i].VsRaw = &ratio
+		}
+	}
+	return rows
+}
+
+func (r *benchReport) split() []splitRow {
+	raw := make(map[load.Op]float64)
+	trivial := make(map[string]float64)
+	for _, res := range r.Results {
+		switch res.Target {
+		case load.TargetRaw:
+			raw[res.Op] = res.Rate()
+		case load.TargetTrivial:
+			trivial[fmt.Sprintf("%s/%d", res.Op, res.Guests)] = res.Rate()
+		}
+	}
+	var rows []splitRow
+	for _, res := range r.Results {
+		if res.Target != load.TargetAgent {
+			continue
+		}
+		tpmRate, rawOK := raw[res.Op]
+		floorRate, floorOK := trivial[fmt.Sprintf("%s/%d", res.Op, res.Guests)]
+		if !rawOK || !floorOK || res.Rate() <= 0 || tpmRate <= 0 || floorRate <= 0 {
+			continue
+		}
+		row := splitRow{
+			Op:        res.Op,
+			Guests:    res.Guests,
+			Agent:     perCall(res.Rate()),
+			TPM:       perCall(tpmRate),
+			Transport: perCall(floorRate),
+		}
+		row.Own = row.Agent - row.TPM - row.Transport
+		rows = append(rows, row)
+	}
+	return rows
+}
+
+func perCall(rate float64) time.Duration {
+	return time.Duration(float64(time.Second) / rate)
+}
+
+func (r *benchReport) write(w io.Writer, format string) error {
+	if format == "json" {
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		return enc.Encode(struct {
+			Duration time.Duration `json:"duration_ns"`
+			Results  []reportRow   `json:"results"`
+			Split    []splitRow    `json:"split,omitempty"`
+		}{r.Duration, r.rows(), r.split()})
+	}
+
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "op\ttarget\tguests\tcalls\tcalls/s\tp50 ms\tp99 ms\tmax ms\terrors\tvs raw\t")
+	for _, row := range r.rows() {
+		ratio := "-"
+		if row.VsRaw != nil {
+			ratio = fmt.Sprintf("%.2f", *row.VsRaw)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%.1f\t%s\t%s\t%s\t%d\t%s\t\n",
+			row.Op, row.Target, row.Guests, row.Calls, row.Rate,
+			millis(row.Latency.P50), millis(row.Latency.P99), millis(row.Latency.Max),
+			row.Errors, ratio)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+
+	if split := r.split(); len(split) > 0 {
+		fmt.Fprintln(w)
+		fmt.Fprintln(w, "Time per agent call (1/rate) in µs: raw TPM + trivial server + the agent's own rest.")
+		fmt.Fprintln(w, "Above 1 guest the parts overlap, so the rest understates the agent's own time.")
+		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+		fmt.Fprintln(tw, "op\tguests\tagent\ttpm\ttransport\town\t")
+		for _, row := range split {
+			fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\t\n", row.Op, row.Guests,
+				micros(row.Agent), micros(row.TPM), micros(row.Transport), micros(row.Own))
+		}
+		if err := tw.Flush(); err != nil {
+			return err
+		}
+	}
+
+	for _, row := range r.rows() {
+		if len(row.ErrorSamples) > 0 {
+			fmt.Fprintf(w, "\n%s on the %s with %d guests failed %d times, such as:\n  %s\n",
+				row.Op, row.Target, row.Guests, row.Errors, strings.Join(row.ErrorSamples, "\n  "))
+		}
+	}
+	return nil
+}
+
+func millis(d time.Duration) string {
+	return fmt.Sprintf("%.3f", float64(d)/float64(time.Millisecond))
+}
+
+func micros(d time.Duration) string {
+	return fmt.Sprintf("%.0f", float64(d)/float64(time.Microsecond))
+}

@@ -1,0 +1,161 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"io"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+
+	"github.com/vcomlink/vcomlink/internal/load"
+)
+
+// useTestBinaryForTrivial makes bench --trivial start the test binary as
+// vcomlink, as startServe does.
+func useTestBinaryForTrivial(t *testing.T) {
+	t.Helper()
+	saved := trivialCommand
+	trivialCommand = func(args ...string) (*exec.Cmd, error) {
+		cmd := exec.Command(os.Args[0], args...)
+		cmd.Env = append(os.Environ(), "VCOMLINK_RUN_MAIN=1")
+		return cmd, nil
+	}
+	t.Cleanup(func() { trivialCommand = saved })
+}
+
+// benchOutput is the part of bench --format json that the tests check.
+type benchOutput struct {
+	Results []struct {
+		load.Result
+		Rate  float64  `json:"calls_per_second"`
+		VsRaw *float64 `json:"ratio_to_raw"`
+	} `json:"results"`
+	Split []splitRow `json:"split"`
+}
+
+func TestBenchEveryOperation(t *testing.T) {
+	useTestBinaryForTrivial(t)
+	p := startServe(t, "--tpm", "simulator", "--rate", "0", "--max-conns-per-peer", "0")
+
+	var stdout, stderr bytes.Buffer
+	args := []string{"bench", "--connect", "unix://" + p.socket,
+		"--op", "getpub,sign,readnv", "--op", "activatecredparams,activatecred,certifykey",
+		"--concurrency", "1,4", "--duration", "300ms",
+		"--raw", "simulator", "--trivial", "--format", "json"}
+	if code := run(args, &stdout, &stderr); code != exitOK {
+		t.Fatalf("bench exited with %d\n%s\nagent log:\n%s", code, &stderr, p.log)
+	}
+	var out benchOutput
+	if err := json.Unmarshal(stdout.Bytes(), &out); err != nil {
+		t.Fatalf("bench output is not JSON: %v\n%s", err, &stdout)
+	}
+
+	// 6 raw results, then 6 operations at 2 concurrencies on the agent
+	// and on the trivial server.
+	if got, want := len(out.Results), 6+2*6*2; got != want {
+		t.Fatalf("bench returned %d results, want %d\n%s", got, want, &stdout)
+	}
+	counts := make(map[load.Target]int)
+	for _, r := range out.Results {
+		name := string(r.Op) + " " + string(r.Target)
+		counts[r.Target]++
+		if r.Errors != 0 {
+			t.Errorf("%s with %d guests: %d errors: %v", name, r.Guests, r.Errors, r.ErrorSamples)
+		}
+		if r.Calls < r.Guests {
+			t.Errorf("%s with %d guests: %d calls, want at least one per guest", name, r.Guests, r.Calls)
+		}
+		if r.Rate <= 0 {
+			t.Errorf("%s with %d guests: rate %f, want above 0", name, r.Guests, r.Rate)
+		}
+		l := r.Latency
+		if l.P50 <= 0 || l.P50 > l.P99 || l.P99 > l.Max {
+			t.Errorf("%s with %d guests: latency p50 %s, p99 %s, max %s are not in order", name, r.Guests, l.P50, l.P99, l.Max)
+		}
+		if r.Target == load.TargetAgent && r.VsRaw == nil {
+			t.Errorf("%s with %d guests: no ratio to the raw rate", name, r.Guests)
+		}
+	}
+	if counts[load.TargetRaw] != 6 || counts[load.TargetAgent] != 12 || counts[load.TargetTrivial] != 12 {
+		t.Errorf("results by target: %v, want 6 raw, 12 agent, 12 trivial", counts)
+	}
+	if len(out.Split) != 12 {
+		t.Errorf("bench split %d agent results into TPM, transport and own time, want 12", len(out.Split))
+	}
+}
+
+func TestBenchTable(t *testing.T) {
+	p := startServe(t, "--tpm", "simulator", "--rate", "0", "--max-conns-per-peer", "0")
+
+	var stdout, stderr bytes.Buffer
+	args := []string{"bench", "--connect", "unix://" + p.socket, "--op", "sign",
+		"--concurrency", "2", "--duration", "200ms", "--client", "go"}
+	if code := run(args, &stdout, &stderr); code != exitOK {
+		t.Fatalf("bench exited with %d\n%s", code, &stderr)
+	}
+	lines := strings.Split(strings.TrimSpace(stdout.String()), "\n")
+	if len(lines) != 2 {
+		t.Fatalf("bench printed %d lines, want a header and one row:\n%s", len(lines), &stdout)
+	}
+	for _, column := range []string{"calls/s", "p50 ms", "p99 ms", "max ms", "errors"} {
+		if !strings.Contains(lines[0], column) {
+			t.Errorf("header %q has no column %q", lines[0], column)
+		}
+	}
+	fields := strings.Fields(lines[1])
+	if len(fields) != 10 || fields[0] != "sign" || fields[1] != "agent" || fields[2] != "2" || fields[8] != "0" {
+		t.Errorf("row %q: want sign, agent, 2 guests and 0 errors", lines[1])
+	}
+}
+
+func TestBenchIdleConnections(t *testing.T) {
+	p := startServe(t, "--tpm", "simulator", "--rate", "0", "--max-conns-per-peer", "0")
+
+	var stdout, stderr bytes.Buffer
+	args := []string{"bench", "--connect", "unix://" + p.socket, "--idle", "50", "--settle", "10ms", "--format", "json"}
+	if code := run(args, &stdout, &stderr); code != exitOK {
+		t.Fatalf("bench exited with %d\n%s", code, &stderr)
+	}
+	var r idleReport
+	if err := json.Unmarshal(stdout.Bytes(), &r); err != nil {
+		t.Fatalf("bench output is not JSON: %v\n%s", err, &stdout)
+	}
+	if r.AgentPID != p.cmd.Process.Pid {
+		t.Errorf("bench read the memory of process %d, want the agent's %d", r.AgentPID, p.cmd.Process.Pid)
+	}
+	if r.Connections != 50 {
+		t.Errorf("bench opened %d connections, want 50", r.Connections)
+	}
+	if r.Before <= 0 || r.After <= 0 {
+		t.Errorf("resident memory before %d and after %d bytes, want both above 0", r.Before, r.After)
+	}
+}
+
+func TestBenchUsageErrors(t *testing.T) {
+	tests := []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"no agent", []string{"bench"}, "missing --connect"},
+		{"unknown op", []string{"bench", "--connect", "unix:///tmp/x.sock", "--op", "quote"}, `unknown operation "quote"`},
+		{"zero guests", []string{"bench", "--connect", "unix:///tmp/x.sock", "--concurrency", "1,0"}, "not a positive number"},
+		{"bad format", []string{"bench", "--connect", "unix:///tmp/x.sock", "--format", "xml"}, "invalid --format"},
+		{"bad client", []string{"bench", "--connect", "unix:///tmp/x.sock", "--client", "curl"}, "invalid --client"},
+		{"bad raw", []string{"bench", "--connect", "unix:///tmp/x.sock", "--raw", "tpm0"}, "invalid --raw"},
+		{"bad handle", []string{"bench", "--connect", "unix:///tmp/x.sock", "--handle", "sign=key"}, "sign=key"},
+	}
+	for _, test := range tests {
+		t.Run(test.name, func(t *testing.T) {
+			var stderr bytes.Buffer
+			if code := run(test.args, io.Discard, &stderr); code != exitUsage {
+				t.Errorf("exit code %d, want %d", code, exitUsage)
+			}
+			if !strings.Contains(stderr.String(), test.want) {
+				t.Errorf("stderr %q does not contain %q", stderr.String(), test.want)
+			}
+		})
+	}
+}

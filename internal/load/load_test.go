@@ -1,0 +1,204 @@
+package load
+
+import (
+	"context"
+	"errors"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/vcomlink/vcomlink/api/vcom"
+)
+
+func TestPercentileNearestRank(t *testing.T) {
+	samples := make([]time.Duration, 100)
+	for i := range samples {
+		samples[i] = time.Duration(100-i) * time.Millisecond
+	}
+	l := summarise(samples)
+	if l.P50 != 50*time.Millisecond {
+		t.Errorf("p50 = %s, want 50ms", l.P50)
+	}
+	if l.P99 != 99*time.Millisecond {
+		t.Errorf("p99 = %s, want 99ms", l.P99)
+	}
+	if l.Max != 100*time.Millisecond {
+		t.Errorf("max = %s, want 100ms", l.Max)
+	}
+	if l.Mean != 50500*time.Microsecond {
+		t.Errorf("mean = %s, want 50.5ms", l.Mean)
+	}
+}
+
+func TestPercentileOneSample(t *testing.T) {
+	l := summarise([]time.Duration{time.Second})
+	if l.P50 != time.Second || l.P99 != time.Second || l.Max != time.Second {
+		t.Errorf("latency of one sample = %+v, want 1s everywhere", l)
+	}
+	if got := summarise(nil); got != (Latency{}) {
+		t.Errorf("latency of no samples = %+v, want zero", got)
+	}
+}
+
+func TestErrorLogKeepsDistinctSamples(t *testing.T) {
+	var log errorLog
+	for i := range 20 {
+		log.add(errors.New(strings.Repeat("x", i%7+1)))
+	}
+	if log.count != 20 {
+		t.Errorf("count = %d, want 20", log.count)
+	}
+	if len(log.samples) != maxErrorSamples {
+		t.Errorf("kept %d samples, want %d", len(log.samples), maxErrorSamples)
+	}
+}
+
+func TestParseOp(t *testing.T) {
+	for _, op := range Ops {
+		got, err := ParseOp(string(op))
+		if err != nil || got != op {
+			t.Errorf("ParseOp(%q) = %q, %v", op, got, err)
+		}
+	}
+	if _, err := ParseOp("quote"); err == nil {
+		t.Error("ParseOp(quote) succeeded, want an error")
+	}
+}
+
+// serveTrivial serves TrivialHandler with bodies on a Unix socket and
+// returns its address.
+func serveTrivial(t *testing.T, bodies map[string][]byte) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "load")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	path := filepath.Join(dir, "s.sock")
+	l, err := net.Listen("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: TrivialHandler(bodies)}
+	go srv.Serve(l)
+	t.Cleanup(func() { srv.Close() })
+	return "unix://" + path
+}
+
+func TestRunAgainstTrivialServer(t *testing.T) {
+	body, err := proto.Marshal(&vcom.TpmResponseGetPub{Public: []byte{1, 2, 3}, Algorithm: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	address := serveTrivial(t, map[string][]byte{vcom.PathGetPub: body})
+
+	r := &Request{Op: GetPub, Handle: vcom.HandleAIK}
+	res, err := Run(context.Background(), Config{
+		Address:  address,
+		Target:   TargetTrivial,
+		Request:  r,
+		Guests:   3,
+		Duration: 100 * time.Millisecond,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Errors != 0 {
+		t.Errorf("%d errors: %v", res.Errors, res.ErrorSamples)
+	}
+	if res.Calls < 3 {
+		t.Errorf("%d calls, want at least one per guest", res.Calls)
+	}
+	if res.Rate() <= 0 {
+		t.Errorf("rate %f, want above 0", res.Rate())
+	}
+	if res.Op != GetPub || res.Target != TargetTrivial || res.Guests != 3 {
+		t.Errorf("result names %s on %s with %d guests, want getpub on trivial with 3", res.Op, res.Target, res.Guests)
+	}
+}
+
+func TestWireGuestReportsStatus(t *testing.T) {
+	address := serveTrivial(t, map[string][]byte{})
+	g, err := newWireGuest(address, &Request{Op: Sign, Handle: vcom.HandleAIK, Data: []byte("data")}, time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g.close()
+
+	err = g.do(context.Background())
+	if err == nil {
+		t.Fatal("a 404 response succeeded, want an error")
+	}
+	if !strings.Contains(err.Error(), "status 404") {
+		t.Errorf("error %q does not name status 404", err)
+	}
+}
+
+func TestWireGuestRejectsBadBody(t *testing.T) {
+	address := serveTrivial(t, map[string][]byte{vcom.PathReadNV: {0xff, 0xff}})
+	g, err := newWireGuest(address, &Request{Op: ReadNV, Handle: vcom.HandleEKCert}, time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g.close()
+
+	err = g.do(context.Background())
+	if err == nil || !strings.Contains(err.Error(), "does not decode") {
+		t.Errorf("do = %v, want an error saying the body does not decode", err)
+	}
+}
+
+func TestRunFailsWithoutServer(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "none.sock")
+	_, err := Run(context.Background(), Config{
+		Address:  "unix://" + path,
+		Request:  &Request{Op: GetPub, Handle: vcom.HandleAIK},
+		Guests:   2,
+		Duration: time.Millisecond,
+	})
+	if err == nil {
+		t.Fatal("Run without a server succeeded, want an error")
+	}
+}
+
+func TestResidentMemoryOfSelf(t *testing.T) {
+	rss, err := ResidentMemory(os.Getpid())
+	if err != nil {
+		t.Skipf("no /proc here: %v", err)
+	}
+	if rss <= 0 {
+		t.Errorf("resident memory %d bytes, want above 0", rss)
+	}
+}
+
+func TestPeerPIDOfOwnListener(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "p.sock")
+	l, err := net.Listen("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			c.Close()
+		}
+	}()
+
+	pid, err := PeerPID(path)
+	if err != nil {
+		t.Skipf("SO_PEERCRED is not available: %v", err)
+	}
+	if pid != os.Getpid() {
+		t.Errorf("PeerPID = %d, want this process, %d", pid, os.Getpid())
+	}
+}
