@@ -38,7 +38,7 @@ type Denied struct {
 }
 
 func (d *Denied) Error() string {
-	return fmt.Sprintf("%s 0x%08x: refused to peer %s: %s", d.Op, d.Handle, d.Peer, d.Reason)
+	return fmt.Sprintf("%s 0x%08x: refused by the access policy: %s", d.Op, d.Handle, d.Reason)
 }
 
 // Is reports whether target is ErrDenied.

@@ -16,6 +16,7 @@ import (
 	"github.com/vcomlink/vcomlink/api/vcom"
 	"github.com/vcomlink/vcomlink/policy"
 	"github.com/vcomlink/vcomlink/tpm"
+	"github.com/vcomlink/vcomlink/transport"
 )
 
 // retryAfterSeconds is the Retry-After value sent with 503: long enough for
@@ -69,7 +70,7 @@ func operation[Req any, PReq interface {
 			if status == http.StatusServiceUnavailable {
 				w.Header().Set("Retry-After", retryAfterSeconds)
 			}
-			s.fail(w, r, ex, status, oneLine(err.Error()), err)
+			s.fail(w, r, ex, status, guestMessage(err), err)
 			return
 		}
 
@@ -137,7 +138,11 @@ func (s *Server) reply(w http.ResponseWriter, r *http.Request, ex exchange, out 
 	s.setWriteDeadline(w)
 	w.WriteHeader(http.StatusOK)
 	w.Write(out)
-	s.log.Debug("request served", "peer", ex.peer, "op", ex.op, "status", http.StatusOK, "duration", time.Since(ex.start))
+	duration := time.Since(ex.start)
+	if s.cfg.Metrics != nil {
+		s.cfg.Metrics.ObserveRequest(string(ex.op), http.StatusOK, duration)
+	}
+	s.log.Debug("request served", "peer", ex.peer, "op", ex.op, "status", http.StatusOK, "duration", duration)
 }
 
 // fail writes a one-line text error and logs it. Refusals (403, 429) and
@@ -147,6 +152,12 @@ func (s *Server) reply(w http.ResponseWriter, r *http.Request, ex exchange, out 
 // outage once; bad input is logged at debug level.
 func (s *Server) fail(w http.ResponseWriter, r *http.Request, ex exchange, status int, msg string, err error) {
 	s.logFailure(r, ex, status, msg, err)
+	if s.cfg.Metrics != nil {
+		s.cfg.Metrics.ObserveRequest(metricsOp(ex), status, time.Since(ex.start))
+		if reason := refusalReason(ex, status, err); reason != "" {
+			s.cfg.Metrics.Refused(reason)
+		}
+	}
 
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	w.Header().Set("X-Content-Type-Options", "nosniff")
@@ -213,6 +224,66 @@ func operationPaths() []string {
 		vcom.PathGetPub, vcom.PathSign, vcom.PathReadNV,
 		vcom.PathActivateCredParams, vcom.PathActivateCredential, vcom.PathCertifyKey,
 	}
+}
+
+// guestMessage returns the message a guest gets for a failed operation.
+// For an unreachable or silent TPM it leaves out the cause, which names the
+// host's TPM device or socket and is in the agent's log.
+func guestMessage(err error) string {
+	var tpmErr *tpm.Error
+	if errors.As(err, &tpmErr) && (tpmErr.Class == tpm.ErrUnavailable || tpmErr.Class == tpm.ErrTimeout) {
+		return oneLine(fmt.Sprintf("%s %s: %s", tpmErr.Op, tpm.FormatHandle(tpmErr.Handle), tpmErr.Msg))
+	}
+	return oneLine(err.Error())
+}
+
+// metricsOp labels the requests of unknown paths, which have no operation.
+func metricsOp(ex exchange) string {
+	if ex.op == "" {
+		return "unknown"
+	}
+	return string(ex.op)
+}
+
+// refusalReason names why a request was refused before it reached the TPM,
+// for the refusal metrics, or returns "" for a request that reached it.
+func refusalReason(ex exchange, status int, err error) string {
+	switch status {
+	case http.StatusBadRequest:
+		if _, ok := tpm.ResponseCode(err); ok {
+			return ""
+		}
+		return "invalid"
+	case http.StatusForbidden:
+		if errors.Is(err, policy.ErrDenied) {
+			return "policy"
+		}
+		if _, ok := tpm.ResponseCode(err); ok {
+			return ""
+		}
+		return "host_configuration"
+	case http.StatusNotFound:
+		if ex.op == "" {
+			return "unknown_path"
+		}
+	case http.StatusMethodNotAllowed:
+		return "method"
+	case http.StatusRequestTimeout:
+		return "body_timeout"
+	case http.StatusRequestEntityTooLarge:
+		return "body_too_large"
+	case http.StatusTooManyRequests:
+		var limit *transport.LimitError
+		if errors.As(err, &limit) {
+			return "connections"
+		}
+		return "rate"
+	case http.StatusServiceUnavailable:
+		if err == nil {
+			return "shutting_down"
+		}
+	}
+	return ""
 }
 
 // oneLine keeps a message on one line, whatever its parts contained.

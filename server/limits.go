@@ -1,6 +1,7 @@
 package server
 
 import (
+	"errors"
 	"fmt"
 	"math"
 	"net/http"
@@ -19,7 +20,7 @@ func (s *Server) admit(w http.ResponseWriter, r *http.Request, ex exchange) bool
 		w.Header().Set("Retry-After", retryAfterSeconds)
 		w.Header().Set("Connection", "close")
 		s.fail(w, r, ex, http.StatusTooManyRequests,
-			fmt.Sprintf("%s%v; reuse an open connection, or close one and retry after %ss", opPrefix(ex), err, retryAfterSeconds), nil)
+			fmt.Sprintf("%s%v; reuse an open connection, or close one and retry after %ss", opPrefix(ex), err, retryAfterSeconds), err)
 		return false
 	}
 
@@ -29,11 +30,15 @@ func (s *Server) admit(w http.ResponseWriter, r *http.Request, ex exchange) bool
 		w.Header().Set("Retry-After", strconv.Itoa(seconds))
 		s.fail(w, r, ex, http.StatusTooManyRequests,
 			fmt.Sprintf("%speer %s sent more than %g requests per second (at most %d at once); retry after %ds",
-				opPrefix(ex), ex.peer, s.cfg.RequestRate, s.cfg.RequestBurst, seconds), nil)
+				opPrefix(ex), ex.peer, s.cfg.RequestRate, s.cfg.RequestBurst, seconds), errRateLimited)
 		return false
 	}
 	return true
 }
+
+// errRateLimited marks a request refused because its peer is over the
+// request rate.
+var errRateLimited = errors.New("over the request rate")
 
 // opPrefix returns "op: " for a known operation, so that every message of
 // an operation starts with its name.

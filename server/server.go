@@ -10,9 +10,11 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/vcomlink/vcomlink/api/vcom"
+	"github.com/vcomlink/vcomlink/metrics"
 	"github.com/vcomlink/vcomlink/policy"
 	"github.com/vcomlink/vcomlink/transport"
 )
@@ -36,6 +38,8 @@ type Config struct {
 	TPM    TPM
 	Policy policy.Checker
 	Logger *slog.Logger // nil means slog.Default()
+	// Metrics, if not nil, counts requests, refusals and open connections.
+	Metrics *metrics.Metrics
 
 	// ReadHeaderTimeout bounds reading a request's headers. A new
 	// connection that sends no request is closed after this long.
@@ -114,6 +118,11 @@ type Server struct {
 	sweepOnce sync.Once
 	stopOnce  sync.Once
 	stop      chan struct{}
+
+	mu        sync.Mutex
+	listeners []net.Listener // the listeners Serve accepts on
+	draining  atomic.Bool    // Shutdown has begun
+	inFlight  atomic.Int64   // requests in a handler
 }
 
 // New returns a Server for cfg.
@@ -155,6 +164,7 @@ func New(cfg Config) *Server {
 		MaxHeaderBytes: cfg.MaxHeaderBytes,
 		Protocols:      &protocols,
 		ConnContext:    withConn,
+		ConnState:      s.trackConn,
 		ErrorLog:       slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelDebug),
 	}
 	return s
@@ -170,8 +180,21 @@ func setDefault[T int | float64 | time.Duration](v *T, def T) {
 // connection limits. Listeners from package transport identify each peer;
 // on any other listener the peer is its remote address.
 func (s *Server) Serve(l net.Listener) error {
+	s.mu.Lock()
+	if s.draining.Load() {
+		s.mu.Unlock()
+		l.Close()
+		return http.ErrServerClosed
+	}
+	s.listeners = append(s.listeners, l)
+	s.mu.Unlock()
+
 	s.sweepOnce.Do(func() { go s.sweep() })
-	return s.http.Serve(s.conns.Listener(l))
+	err := s.http.Serve(s.conns.Listener(l))
+	if s.draining.Load() {
+		return http.ErrServerClosed
+	}
+	return err
 }
 
 // sweep logs the counts of refusals left out of the log, and drops the
@@ -190,14 +213,59 @@ func (s *Server) sweep() {
 	}
 }
 
+// drainPoll is how often Shutdown checks whether the requests in flight
+// have finished.
+const drainPoll = 5 * time.Millisecond
+
 // Shutdown stops accepting connections and waits for requests in flight to
-// finish, or for ctx to end. It logs the counts of refusals that the log
-// left out.
+// finish, or for ctx to end. Meanwhile, requests that begin on connections
+// that are already open get 503 with Retry-After and Connection: close.
+// Then it closes the connections. It logs the counts of refusals that the
+// log left out.
 func (s *Server) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	s.draining.Store(true)
+	for _, l := range s.listeners {
+		l.Close()
+	}
+	s.mu.Unlock()
 	s.stopOnce.Do(func() { close(s.stop) })
+
+	ticker := time.NewTicker(drainPoll)
+	defer ticker.Stop()
+	for s.inFlight.Load() > 0 && ctx.Err() == nil {
+		select {
+		case <-ticker.C:
+		case <-ctx.Done():
+		}
+	}
+
+	// http.Server.Shutdown closes the idle connections, and waits for
+	// requests that began just now.
 	err := s.http.Shutdown(ctx)
 	s.refusals.flush()
 	return err
+}
+
+// Close closes every listener and connection at once, cutting off requests
+// in flight. It is for the end of a shutdown whose grace period ran out.
+func (s *Server) Close() error {
+	s.draining.Store(true)
+	s.stopOnce.Do(func() { close(s.stop) })
+	return s.http.Close()
+}
+
+// trackConn counts open guest connections in the metrics.
+func (s *Server) trackConn(_ net.Conn, state http.ConnState) {
+	if s.cfg.Metrics == nil {
+		return
+	}
+	switch state {
+	case http.StateNew:
+		s.cfg.Metrics.ConnectionOpened()
+	case http.StateClosed, http.StateHijacked:
+		s.cfg.Metrics.ConnectionClosed()
+	}
 }
 
 // Handler returns the guest API as an http.Handler. The connection limits
@@ -210,6 +278,8 @@ func (s *Server) Handler() http.Handler {
 		routes[r.path] = r
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s.inFlight.Add(1)
+		defer s.inFlight.Add(-1)
 		ex := exchange{peer: connOf(r).peer.ID(), start: time.Now()}
 
 		// The body's deadline holds for every request, also those refused
@@ -219,6 +289,12 @@ func (s *Server) Handler() http.Handler {
 
 		rt, found := routes[r.URL.Path]
 		ex.op = rt.op
+		if s.draining.Load() {
+			w.Header().Set("Retry-After", retryAfterSeconds)
+			w.Header().Set("Connection", "close")
+			s.fail(w, r, ex, http.StatusServiceUnavailable, opPrefix(ex)+"the agent is shutting down; retry after "+retryAfterSeconds+"s", nil)
+			return
+		}
 		if !s.admit(w, r, ex) {
 			return
 		}

@@ -7,6 +7,7 @@ import (
 	"math"
 	"net/http"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -51,6 +52,9 @@ func TestSWTPMKilledAndRestarted(t *testing.T) {
 		checkError(t, "getpub while swtpm is down", r, http.StatusServiceUnavailable, "could not reach the TPM; retry later")
 		if ra := r.header.Get("Retry-After"); ra != "1" {
 			t.Errorf("getpub while swtpm is down: Retry-After %q; want 1", ra)
+		}
+		if strings.Contains(string(r.body), sw.SocketPath) {
+			t.Errorf("getpub while swtpm is down: message %q shows the host's TPM socket path", r.body)
 		}
 		checkOutage(t, "another peer while swtpm is down", other.postNoFatal(vcom.PathReadNV, &vcom.TpmRequestReadNv{Index: vcom.HandleEKCert}))
 	}
