@@ -3,6 +3,7 @@ package tpm
 import (
 	"context"
 	"encoding/binary"
+	"errors"
 
 	"github.com/google/go-tpm/tpm2"
 	"github.com/google/go-tpm/tpm2/transport"
@@ -94,7 +95,7 @@ func (s *Service) ActivateCredential(ctx context.Context, peer string, aik uint3
 			Secret:         tpm2.TPM2BEncryptedSecret{Buffer: secretBody},
 		}.Execute(t)
 		if err != nil {
-			return tpmError(op, aik, "ActivateCredential", err)
+			return activationError(op, aik, err)
 		}
 		recovered = rsp.CertInfo.Buffer
 		return nil
@@ -161,4 +162,19 @@ func unwrap2B(op string, h uint32, field, structure string, b []byte) ([]byte, e
 		return nil, newError(op, h, ErrInvalid, "%s is an empty %s", field, structure)
 	}
 	return b[2:], nil
+}
+
+// activationError classifies a failed ActivateCredential. The TPM rejects
+// the credential blob (parameter 1) or the encrypted seed (parameter 2)
+// when the credential was made for another EK or another key's name, or
+// was damaged on the way, and names only a response code.
+func activationError(op string, aik uint32, err error) error {
+	var fmt1 tpm2.TPMFmt1Error
+	if errors.As(err, &fmt1) {
+		if isParam, index := fmt1.Parameter(); isParam && (index == 1 || index == 2) {
+			return &Error{Op: op, Handle: aik, Class: ErrInvalid, Err: err,
+				Msg: "the TPM rejected the credential: it was not made for this TPM's EK and this key's name, or it was damaged; make it with the ek and aik_name that activatecredparams returns"}
+		}
+	}
+	return tpmError(op, aik, "ActivateCredential", err)
 }

@@ -44,12 +44,25 @@ type conn struct {
 	downSince   time.Time           // start of the current outage, zero when up
 	retrying    bool                // a retry episode has been logged
 
+	// observe, if not nil, receives each command's code, the response code
+	// and the time the TPM took.
+	observe func(command, rc uint32, d time.Duration)
+
 	mu      sync.Mutex
 	healthy bool
 }
 
 func newConn(open Opener, timeout time.Duration, log *slog.Logger) *conn {
 	return &conn{open: open, timeout: timeout, log: log}
+}
+
+// commandCode reads the command code from a TPM command header: tag (2
+// bytes), size (4 bytes) and code (4 bytes), all big-endian.
+func commandCode(cmd []byte) uint32 {
+	if len(cmd) < 10 {
+		return 0
+	}
+	return binary.BigEndian.Uint32(cmd[6:10])
 }
 
 // connectResult is the outcome of one connection attempt.
@@ -116,11 +129,15 @@ func (c *conn) Send(cmd []byte) ([]byte, error) {
 	delay := retryFirstDelay
 	deadline := time.Now().Add(c.timeout)
 	for {
+		start := time.Now()
 		rsp, err := c.sendOnce(cmd)
 		if err != nil {
 			return nil, err
 		}
 		rc := responseCode(rsp)
+		if c.observe != nil {
+			c.observe(commandCode(cmd), uint32(rc), time.Since(start))
+		}
 		if !isRetryWarning(rc) {
 			if c.retrying {
 				c.retrying = false

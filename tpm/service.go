@@ -41,6 +41,10 @@ type Config struct {
 	OwnerReadNV map[uint32]bool
 	// CommandTimeout bounds each TPM command; zero means no bound.
 	CommandTimeout time.Duration
+	// ObserveCommand, if not nil, receives each TPM command's code, its
+	// response code and the time the TPM took, for metrics. It runs on the
+	// goroutine that sends the command, so it must not block.
+	ObserveCommand func(command, rc uint32, d time.Duration)
 	// Logger receives the service's logs; nil means slog.Default().
 	Logger *slog.Logger
 }
@@ -79,6 +83,7 @@ func New(open Opener, cfg Config) (*Service, error) {
 		log = slog.Default()
 	}
 	c := newConn(open, cfg.CommandTimeout, log)
+	c.observe = cfg.ObserveCommand
 	if err := c.connect(); err != nil {
 		c.close()
 		return nil, err

@@ -11,6 +11,9 @@ import (
 	"encoding/binary"
 	"errors"
 	"math/big"
+	"strings"
+	"sync"
+	"time"
 	"testing"
 
 	"github.com/google/go-tpm/tpm2"
@@ -398,6 +401,31 @@ func TestActivateCredentialWrongName(t *testing.T) {
 	cred, enc := makeCredential(t, tt.Result.EK.Public, tt.Result.ECDHKey.Name, []byte("secret"))
 	_, err := s.ActivateCredential(context.Background(), peer, vcom.HandleAIK, cred, enc)
 	wantClass(t, err, ErrInvalid)
+	if !strings.Contains(err.Error(), "not made for this TPM's EK and this key's name") {
+		t.Errorf("error %q does not say the credential was made for something else", err)
+	}
+	if loaded := tt.Loaded(t); len(loaded) != 0 {
+		t.Errorf("handles left loaded: %v", loaded)
+	}
+}
+
+func TestActivateCredentialOtherEK(t *testing.T) {
+	tt := simtest.Start(t)
+	s := newService(t, tt, nil)
+
+	// An EK public area of the same template with another RSA key.
+	other, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ek := tt.Result.EK.Public
+	ek.Unique = tpm2.NewTPMUPublicID(tpm2.TPMAlgRSA, &tpm2.TPM2BPublicKeyRSA{Buffer: other.N.Bytes()})
+	cred, enc := makeCredential(t, ek, tt.Result.AIK.Name, []byte("secret"))
+	_, err = s.ActivateCredential(context.Background(), peer, vcom.HandleAIK, cred, enc)
+	wantClass(t, err, ErrInvalid)
+	if !strings.Contains(err.Error(), "not made for this TPM's EK and this key's name") {
+		t.Errorf("error %q does not say the credential was made for something else", err)
+	}
 	if loaded := tt.Loaded(t); len(loaded) != 0 {
 		t.Errorf("handles left loaded: %v", loaded)
 	}
@@ -520,5 +548,34 @@ func TestKeyWithoutNoDARequiresConfiguredAuth(t *testing.T) {
 	configured := newService(t, tt, func(c *Config) { c.Auth = map[uint32][]byte{daKey: auth} })
 	if _, err := configured.Sign(context.Background(), peer, daKey, digest[:]); err != nil {
 		t.Fatalf("Sign with the configured auth value: %v", err)
+	}
+}
+
+func TestObserveCommand(t *testing.T) {
+	tt := simtest.Start(t)
+	type observed struct{ command, rc uint32 }
+	var mu sync.Mutex
+	var seen []observed
+	s := newService(t, tt, func(c *Config) {
+		c.ObserveCommand = func(command, rc uint32, d time.Duration) {
+			mu.Lock()
+			seen = append(seen, observed{command, rc})
+			mu.Unlock()
+		}
+	})
+	if _, err := s.GetPub(context.Background(), peer, vcom.HandleAIK); err != nil {
+		t.Fatal(err)
+	}
+	tt.Fail(tpm2.TPMCCReadPublic, tpm2.TPMRCFailure)
+	s.GetPub(context.Background(), peer, vcom.HandleAIK)
+
+	mu.Lock()
+	defer mu.Unlock()
+	want := []observed{
+		{uint32(tpm2.TPMCCReadPublic), 0},
+		{uint32(tpm2.TPMCCReadPublic), uint32(tpm2.TPMRCFailure)},
+	}
+	if len(seen) < 2 || seen[len(seen)-2] != want[0] || seen[len(seen)-1] != want[1] {
+		t.Fatalf("observed %x; want it to end with %x", seen, want)
 	}
 }
