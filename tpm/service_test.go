@@ -13,8 +13,8 @@ import (
 	"math/big"
 	"strings"
 	"sync"
-	"time"
 	"testing"
+	"time"
 
 	"github.com/google/go-tpm/tpm2"
 
