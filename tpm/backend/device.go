@@ -16,6 +16,14 @@ type deviceTPM struct {
 
 // OpenDevice opens a TPM character device such as /dev/tpmrm0.
 func OpenDevice(path string) (transport.TPMCloser, error) {
+	// A TPM command written to a regular file would overwrite it.
+	fi, err := os.Stat(path)
+	if err != nil {
+		return nil, fmt.Errorf("open TPM device: %w", err)
+	}
+	if fi.Mode()&os.ModeCharDevice == 0 {
+		return nil, fmt.Errorf("%s is not a character device; --tpm takes a TPM device such as /dev/tpmrm0, unix:///PATH for a TPM socket, or simulator", path)
+	}
 	f, err := os.OpenFile(path, os.O_RDWR, 0)
 	if err != nil {
 		return nil, fmt.Errorf("open TPM device: %w", err)

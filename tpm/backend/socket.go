@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"time"
 
 	"github.com/google/go-tpm/tpm2"
@@ -33,6 +34,9 @@ type socketTPM struct {
 // with TPM_RC_INITIALIZE. timeout bounds the connection and the Startup
 // command each.
 func OpenSocket(path string, timeout time.Duration) (transport.TPMCloser, error) {
+	if fi, err := os.Stat(path); err == nil && fi.Mode()&os.ModeSocket == 0 {
+		return nil, fmt.Errorf("%s is not a socket; --tpm unix:///PATH takes the command socket of a TPM such as swtpm's", path)
+	}
 	conn, err := net.DialTimeout("unix", path, timeout)
 	if err != nil {
 		return nil, fmt.Errorf("connect to the TPM socket: %w", err)
@@ -42,6 +46,10 @@ func OpenSocket(path string, timeout time.Duration) (transport.TPMCloser, error)
 	// A TPM process that accepts but is stopped would hold Startup forever.
 	conn.SetDeadline(time.Now().Add(timeout))
 	_, err = tpm2.Startup{StartupType: tpm2.TPMSUClear}.Execute(t)
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		conn.Close()
+		return nil, fmt.Errorf("the TPM at %s accepted the connection but did not answer TPM2_Startup within %s; swtpm serves one connection at a time, so another process, such as another vcomlink, may hold it", path, timeout)
+	}
 	if err != nil && !errors.Is(err, tpm2.TPMRCInitialize) {
 		conn.Close()
 		return nil, fmt.Errorf("TPM2_Startup on %s: %w", path, err)
