@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/vcomlink/vcomlink/metrics"
+	"github.com/vcomlink/vcomlink/transport"
 )
 
 // readyTimeout bounds the TPM probe of one /readyz request.
@@ -25,27 +26,40 @@ const readyTimeout = 5 * time.Second
 // Listen opens the admin listener for an --admin value: unix:///path or
 // tcp://127.0.0.1:PORT. vsock and non-loopback TCP addresses are rejected.
 func Listen(spec string) (net.Listener, error) {
+	network, address, err := ParseAddress(spec)
+	if err != nil {
+		return nil, err
+	}
+	if network == "unix" {
+		return transport.ListenUnix(address)
+	}
+	return net.Listen(network, address)
+}
+
+// ParseAddress checks an --admin value and returns the network ("unix" or
+// "tcp") and the address to listen on.
+func ParseAddress(spec string) (network, address string, err error) {
 	u, err := url.Parse(spec)
 	if err != nil {
-		return nil, fmt.Errorf("invalid admin address %q: %v", spec, err)
+		return "", "", fmt.Errorf("invalid --admin address %q: %v", spec, err)
 	}
 	switch u.Scheme {
 	case "unix":
 		if u.Host != "" || !strings.HasPrefix(u.Path, "/") || u.RawQuery != "" {
-			return nil, fmt.Errorf("invalid admin address %q: write a Unix socket as unix:///absolute/path", spec)
+			return "", "", fmt.Errorf("invalid --admin address %q: write a Unix socket as unix:///absolute/path", spec)
 		}
-		return net.Listen("unix", u.Path)
+		return "unix", u.Path, nil
 	case "tcp":
 		host := u.Hostname()
 		ip := net.ParseIP(host)
 		if host != "localhost" && (ip == nil || !ip.IsLoopback()) {
-			return nil, fmt.Errorf("admin address %q is not a loopback address; the admin endpoints are for the host only", spec)
+			return "", "", fmt.Errorf("--admin address %q is not a loopback address; the admin endpoints are for the host only", spec)
 		}
-		return net.Listen("tcp", u.Host)
+		return "tcp", u.Host, nil
 	case "vsock":
-		return nil, fmt.Errorf("admin address %q is a vsock address; guests must never reach the admin endpoints, so use unix:///path or tcp://127.0.0.1:PORT", spec)
+		return "", "", fmt.Errorf("--admin address %q is a vsock address; guests must never reach the admin endpoints, so use unix:///PATH or tcp://127.0.0.1:PORT", spec)
 	}
-	return nil, fmt.Errorf("invalid admin address %q: use unix:///path or tcp://127.0.0.1:PORT", spec)
+	return "", "", fmt.Errorf("invalid --admin address %q: use unix:///PATH or tcp://127.0.0.1:PORT", spec)
 }
 
 // Handler returns the admin endpoints. ready probes the TPM for /readyz.

@@ -579,3 +579,30 @@ func TestObserveCommand(t *testing.T) {
 		t.Fatalf("observed %x; want it to end with %x", seen, want)
 	}
 }
+
+func TestCheckHostKeys(t *testing.T) {
+	tt := simtest.Start(t)
+	ctx := context.Background()
+
+	warnings, err := newService(t, tt, nil).CheckHostKeys(ctx)
+	if err != nil || len(warnings) != 0 {
+		t.Errorf("CheckHostKeys of the provisioned layout = %q, %v; want no warnings and no error", warnings, err)
+	}
+
+	_, err = newService(t, tt, func(c *Config) { c.AIK = vcom.HandleECDHKey }).CheckHostKeys(ctx)
+	if err == nil || !strings.Contains(err.Error(), "not a restricted signing key") {
+		t.Errorf("CheckHostKeys with an unrestricted key as AIK = %v; want an error", err)
+	}
+	_, err = newService(t, tt, func(c *Config) { c.EK = vcom.HandleAIK }).CheckHostKeys(ctx)
+	if err == nil || !strings.Contains(err.Error(), "not a restricted decryption key") {
+		t.Errorf("CheckHostKeys with the AIK as EK = %v; want an error", err)
+	}
+
+	warnings, err = newService(t, tt, func(c *Config) { c.EK = 0x81000099 }).CheckHostKeys(ctx)
+	if err != nil {
+		t.Errorf("CheckHostKeys with a missing EK = %v; want only a warning", err)
+	}
+	if len(warnings) != 1 || !strings.Contains(warnings[0], "0x81000099 does not exist") {
+		t.Errorf("CheckHostKeys with a missing EK warned %q", warnings)
+	}
+}

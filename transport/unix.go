@@ -12,6 +12,12 @@ import (
 // user and group may connect, nobody else.
 const socketMode = 0o660
 
+// ListenUnix listens on a Unix socket at path, as a unix:// listener of
+// Listen does, but with no peer identity: for the host's own endpoints.
+func ListenUnix(path string) (net.Listener, error) {
+	return listenUnix(path)
+}
+
 // listenUnix listens on a Unix socket at path. A socket file left by an
 // earlier run is removed; a file that is not a socket, or a socket that
 // another process still serves, is an error.

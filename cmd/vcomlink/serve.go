@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/pem"
 	"errors"
 	"flag"
 	"fmt"
@@ -11,12 +10,14 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
+	"github.com/vcomlink/vcomlink/admin"
 	"github.com/vcomlink/vcomlink/api/vcom"
+	"github.com/vcomlink/vcomlink/metrics"
 	"github.com/vcomlink/vcomlink/policy"
 	"github.com/vcomlink/vcomlink/server"
 	"github.com/vcomlink/vcomlink/tpm"
@@ -26,13 +27,28 @@ import (
 
 const defaultListen = "vsock://:2000"
 
+const serveAbout = `Serves the host's TPM to guests: six operations over HTTP/1.1 with protobuf
+bodies, on vsock port 2000 by default. Runs until SIGTERM or SIGINT, then
+lets requests in flight finish within --shutdown-grace and exits with status
+0. SIGHUP reloads the --policy file.
+
+Every flag can also be set in a --config file: a YAML mapping from the flag's
+name, without the dashes, to its value, or to a list of values for --listen
+and --auth. A flag on the command line takes precedence over the file.`
+
+const serveDetails = `Exit status: 0 stopped by SIGTERM or SIGINT; 1 failed to start or to serve
+(the reason is in the log); 2 invalid command line, --config or --policy
+file.`
+
 // serveFlags are the settings of vcomlink serve.
 type serveFlags struct {
+	config         string
 	listen         stringList
 	tpm            string
 	ek             handleFlag
 	aik            handleFlag
 	auth           authFlag
+	admin          string
 	commandTimeout time.Duration
 	shutdownGrace  time.Duration
 	logLevel       string
@@ -41,171 +57,271 @@ type serveFlags struct {
 	limits         limitFlags
 }
 
-func newServeFlags(stderr io.Writer) (*flag.FlagSet, *serveFlags) {
+func newServeCLI() (*cli, *serveFlags) {
+	c := newCLI("serve", "", 0, serveAbout, serveDetails)
 	f := &serveFlags{
 		listen: stringList{values: []string{defaultListen}},
 		ek:     handleFlag(vcom.HandleEK),
 		aik:    handleFlag(vcom.HandleAIK),
 		auth:   authFlag{},
 	}
-	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Var(&f.listen, "listen", "address to serve guests on; repeat for several: vsock://:PORT (any CID), unix:///path?vm=NAME (NAME is the peer for the access policy), or tcp://127.0.0.1:PORT")
-	fs.StringVar(&f.tpm, "tpm", backend.DefaultDevice, "TPM to serve: a device path, unix:///path for a raw TPM command socket such as swtpm's, or simulator for the embedded simulator")
-	fs.Var(&f.ek, "ek-handle", "persistent handle of the endorsement key, in hex or decimal")
-	fs.Var(&f.aik, "aik-handle", "persistent handle of the attestation key that signs certifications")
-	fs.Var(f.auth, "auth", "auth value of a handle, as HANDLE=FILE (the file holds the value; one trailing newline is dropped); HANDLE may be owner or endorsement; repeat for several")
-	fs.DurationVar(&f.commandTimeout, "command-timeout", 30*time.Second, "longest wait for one TPM command before the request fails with 504")
-	fs.DurationVar(&f.shutdownGrace, "shutdown-grace", 10*time.Second, "on SIGTERM or SIGINT, how long requests in flight may take to finish")
-	fs.StringVar(&f.logLevel, "log-level", "info", "least severe log level to write: debug, info, warn or error")
-	fs.StringVar(&f.logFormat, "log-format", "text", "log format: text or json")
-	fs.StringVar(&f.policyFile, "policy", "", "access policy file (YAML, see docs/policy.md) that grants each peer operations on handles; SIGHUP reloads it; without it the built-in policy applies")
+	fs := c.fs
+	fs.StringVar(&f.config, "config", "", "YAML `FILE` that sets flags of this command, such as /etc/vcomlink/config.yaml")
+	fs.Var(&f.listen, "listen", "`ADDRESS` to serve guests on; repeat for several: vsock://:PORT (any CID), unix:///PATH?vm=NAME (NAME identifies the peer in the access policy and the logs), or tcp://127.0.0.1:PORT")
+	fs.StringVar(&f.tpm, "tpm", backend.DefaultDevice, "`TPM` to serve: a TPM character device, unix:///PATH for a raw TPM command socket such as swtpm's, or simulator for the embedded simulator")
+	fs.Var(&f.ek, "ek-handle", "persistent `HANDLE` of the endorsement key, in hex (0x81000001) or decimal")
+	fs.Var(&f.aik, "aik-handle", "persistent `HANDLE` of the attestation key, the restricted signing key that signs certifications")
+	fs.Var(f.auth, "auth", "auth value of a handle, as `HANDLE=FILE`: the file holds the value, with one trailing newline dropped; HANDLE may also be owner or endorsement; repeat for several")
+	fs.StringVar(&f.admin, "admin", "", "`ADDRESS` of the admin endpoints /metrics, /healthz and /readyz: unix:///PATH or tcp://127.0.0.1:PORT, never vsock; off when empty")
+	fs.DurationVar(&f.commandTimeout, "command-timeout", 30*time.Second, "longest wait for one TPM command, as a `DURATION` such as 30s; a request whose command takes longer fails with 504")
+	fs.DurationVar(&f.shutdownGrace, "shutdown-grace", 10*time.Second, "on SIGTERM or SIGINT, how long requests in flight may take to finish, as a `DURATION`")
+	fs.StringVar(&f.logLevel, "log-level", "info", "least severe `LEVEL` to log: debug, info, warn or error")
+	fs.StringVar(&f.logFormat, "log-format", "text", "log `FORMAT`: text or json (one JSON object a line)")
+	fs.StringVar(&f.policyFile, "policy", "", "access policy `FILE` (YAML, see docs/policy.md) that grants each peer operations on handles; without it the built-in policy applies")
 	f.limits.register(fs)
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "Usage: vcomlink serve [flags]")
-		fmt.Fprintln(stderr)
-		fmt.Fprintln(stderr, "Serves the host's TPM to guests: six operations over HTTP/1.1 with protobuf bodies.")
-		fmt.Fprintln(stderr)
-		fmt.Fprintln(stderr, "Flags:")
-		fs.PrintDefaults()
-	}
-	return fs, f
+	return c, f
 }
 
 func runServe(args []string, stdout, stderr io.Writer) int {
-	fs, f := newServeFlags(stderr)
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return exitOK
-		}
+	c, f := newServeCLI()
+	settings, err := parseServe(c, f, args)
+	if errors.Is(err, flag.ErrHelp) {
+		c.printHelp(stdout)
+		return exitOK
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "vcomlink serve: %s\n", oneLine(err.Error()))
 		return exitUsage
 	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "vcomlink serve: unexpected argument %q\n", fs.Arg(0))
-		return exitUsage
-	}
+
 	log, err := newLogger(stderr, f.logLevel, f.logFormat)
 	if err != nil {
 		fmt.Fprintf(stderr, "vcomlink serve: %v\n", err)
 		return exitUsage
 	}
-	spec, err := backend.ParseSpec(f.tpm)
-	if err != nil {
-		fmt.Fprintf(stderr, "vcomlink serve: %v\n", err)
-		return exitUsage
-	}
-	for _, l := range f.listen.values {
-		if _, err := transport.ParseAddress(l); err != nil {
-			fmt.Fprintf(stderr, "vcomlink serve: %v\n", err)
-			return exitUsage
-		}
-	}
-	if err := f.limits.check(); err != nil {
-		fmt.Fprintf(stderr, "vcomlink serve: %v\n", err)
-		return exitUsage
-	}
-	access, err := loadPolicy(f.policyFile)
-	if err != nil {
-		fmt.Fprintf(stderr, "vcomlink serve: %v\n", err)
-		return exitUsage
-	}
-
-	if err := serve(f, spec, access, log); err != nil {
-		log.Error("vcomlink stopped", "err", err)
+	if err := serve(f, settings, log); err != nil {
+		log.Error("vcomlink failed", "err", err)
 		return exitFailure
 	}
 	return exitOK
 }
 
-func serve(f *serveFlags, spec backend.Spec, access policy.Checker, log *slog.Logger) error {
-	opened, err := backend.Open(spec)
+// serveSettings are what parseServe checked and derived from the flags.
+type serveSettings struct {
+	spec   backend.Spec
+	access policy.Checker
+}
+
+// parseServe parses the command line and the --config file, and checks
+// every value that can be checked before the TPM is opened.
+func parseServe(c *cli, f *serveFlags, args []string) (*serveSettings, error) {
+	if _, err := c.parse(args); err != nil {
+		return nil, err
+	}
+	if f.config != "" {
+		set := make(map[string]bool)
+		c.fs.Visit(func(fl *flag.Flag) { set[fl.Name] = true })
+		if err := applyConfigFile(c.fs, f.config, set); err != nil {
+			return nil, err
+		}
+	}
+
+	spec, err := backend.ParseSpec(f.tpm)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	cfg := tpm.DefaultConfig()
-	cfg.EK = uint32(f.ek)
-	cfg.AIK = uint32(f.aik)
-	cfg.Auth = f.auth
-	cfg.CommandTimeout = f.commandTimeout
-	cfg.OwnerReadNV = ownerReadNV(access)
-	cfg.Logger = log
-	svc, err := tpm.New(opened.Open, cfg)
+	for _, l := range f.listen.values {
+		if _, err := transport.ParseAddress(l); err != nil {
+			return nil, err
+		}
+	}
+	for _, h := range []struct {
+		flag string
+		h    handleFlag
+	}{{"--ek-handle", f.ek}, {"--aik-handle", f.aik}} {
+		if err := tpm.CheckPersistent("serve", h.flag, uint32(h.h)); err != nil {
+			return nil, fmt.Errorf("invalid %s %s: it is %s, not a persistent key handle; write hex handles with 0x, as 0x81000003", h.flag, tpm.FormatHandle(uint32(h.h)), tpm.HandleType(uint32(h.h)))
+		}
+	}
+	if f.admin != "" {
+		if _, _, err := admin.ParseAddress(f.admin); err != nil {
+			return nil, err
+		}
+	}
+	if err := f.limits.check(); err != nil {
+		return nil, err
+	}
+	access, err := loadPolicy(f.policyFile)
 	if err != nil {
-		return fmt.Errorf("start the TPM service on %s: %w", spec, err)
+		return nil, err
 	}
-	defer svc.Close()
-	if opened.Provisioned != nil {
-		if err := writeSimulatorCA(opened, log); err != nil {
-			return err
-		}
-	}
+	return &serveSettings{spec: spec, access: access}, nil
+}
 
-	var listeners []*transport.Listener
-	defer func() {
-		for _, l := range listeners {
-			l.Close()
-		}
-	}()
-	for _, addr := range f.listen.values {
-		l, err := transport.Listen(addr)
-		if err != nil {
-			return err
-		}
-		listeners = append(listeners, l)
-	}
-
-	store := policy.NewStore(access)
-	srvCfg := server.Config{TPM: svc, Policy: store, Logger: log}
-	f.limits.apply(&srvCfg)
-	srv := server.New(srvCfg)
-	errs := make(chan error, len(listeners))
-	for _, l := range listeners {
-		go func() { errs <- srv.Serve(l) }()
-	}
-	log.Info("vcomlink serving", "version", versionString(), "tpm", spec.String(), "listen", strings.Join(f.listen.values, " "), "policy", policyName(f.policyFile))
-
-	reloader := &policyReloader{path: f.policyFile, store: store, svc: svc, log: log}
-	hangups := make(chan os.Signal, 1)
-	signal.Notify(hangups, syscall.SIGHUP)
-	defer signal.Stop(hangups)
+// serve runs the agent until SIGTERM or SIGINT. A signal during start-up
+// stops it before it serves.
+func serve(f *serveFlags, settings *serveSettings, log *slog.Logger) error {
 	signals := make(chan os.Signal, 1)
 	signal.Notify(signals, syscall.SIGTERM, syscall.SIGINT)
 	defer signal.Stop(signals)
-wait:
+	hangups := make(chan os.Signal, 1)
+	signal.Notify(hangups, syscall.SIGHUP)
+	defer signal.Stop(hangups)
+
+	log.Info("vcomlink starting", "version", versionString(), "tpm", settings.spec.String(), "pid", os.Getpid())
+	a, err := startAgent(f, settings, log)
+	if a != nil {
+		defer a.close()
+	}
+	if err != nil {
+		return err
+	}
+	select {
+	case sig := <-signals:
+		log.Info("stopping during start-up", "signal", sig.String())
+		return nil
+	default:
+	}
+
+	errs := make(chan error, len(a.listeners)+1)
+	for _, l := range a.listeners {
+		go func() { errs <- a.srv.Serve(l) }()
+	}
+	if a.admin != nil {
+		go func() { errs <- a.admin.serve() }()
+	}
+	log.Info("vcomlink serving", "listen", strings.Join(f.listen.values, " "), "admin", f.admin, "policy", policyName(f.policyFile))
+
+	reloader := &policyReloader{path: f.policyFile, store: a.store, svc: a.svc, log: log}
 	for {
 		select {
 		case <-hangups:
 			reloader.reload()
 		case sig := <-signals:
 			log.Info("shutting down", "signal", sig.String(), "grace", f.shutdownGrace)
-			break wait
+			a.shutdown(f.shutdownGrace)
+			a.close()
+			log.Info("vcomlink stopped")
+			return nil
 		case err := <-errs:
-			return fmt.Errorf("serving guests failed: %w", err)
+			if errors.Is(err, http.ErrServerClosed) {
+				continue
+			}
+			return fmt.Errorf("serving failed: %w", err)
 		}
 	}
-
-	ctx, cancel := context.WithTimeout(context.Background(), f.shutdownGrace)
-	defer cancel()
-	if err := srv.Shutdown(ctx); err != nil && !errors.Is(err, http.ErrServerClosed) {
-		log.Warn("requests still in flight at the end of the grace period were cut off", "err", err)
-	}
-	if err := svc.Close(); err != nil {
-		log.Warn("closing the TPM connection failed", "err", err)
-	}
-	log.Info("vcomlink stopped")
-	return nil
 }
 
-// writeSimulatorCA writes the certificate of the CA that issued the
-// simulator's EK certificate, so that a verifier can check it.
-func writeSimulatorCA(opened *backend.Opened, log *slog.Logger) error {
-	path := filepath.Join(os.TempDir(), fmt.Sprintf("vcomlink-simulator-ca-%d.pem", os.Getpid()))
-	block := &pem.Block{Type: "CERTIFICATE", Bytes: opened.Provisioned.CA.Certificate.Raw}
-	if err := os.WriteFile(path, pem.EncodeToMemory(block), 0o644); err != nil {
-		return fmt.Errorf("write the simulator's CA certificate: %w", err)
+// agent is what serve starts: the TPM service, the guest server and its
+// listeners, the metrics and the admin endpoints.
+type agent struct {
+	log       *slog.Logger
+	svc       *tpm.Service
+	store     *policy.Store
+	srv       *server.Server
+	listeners []*transport.Listener
+	admin     *adminServer
+	cleanups  []func()
+	closeOnce sync.Once
+}
+
+// startAgent opens the TPM, checks the host's keys, and opens every
+// listener. On failure it returns what it started, for the caller to
+// close.
+func startAgent(f *serveFlags, settings *serveSettings, log *slog.Logger) (*agent, error) {
+	a := &agent{log: log}
+	m := metrics.New()
+
+	log.Info("opening the TPM", "tpm", settings.spec.String())
+	opened, err := backend.Open(settings.spec)
+	if err != nil {
+		return nil, err
 	}
-	log.Warn("serving the embedded TPM simulator: its keys are not a real TPM's and vanish when the agent stops", "ek_cert_ca", path)
-	return nil
+	cfg := tpm.DefaultConfig()
+	cfg.EK = uint32(f.ek)
+	cfg.AIK = uint32(f.aik)
+	cfg.Auth = f.auth
+	cfg.CommandTimeout = f.commandTimeout
+	cfg.OwnerReadNV = ownerReadNV(settings.access)
+	cfg.ObserveCommand = m.ObserveTPMCommand
+	cfg.Logger = log
+	svc, err := tpm.New(opened.Open, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("start the TPM service on %s: %w", settings.spec, err)
+	}
+	a.svc = svc
+	a.cleanups = append(a.cleanups, func() { svc.Close() })
+
+	if opened.Provisioned != nil {
+		remove, err := writeSimulatorCA(opened, log)
+		if err != nil {
+			return a, err
+		}
+		a.cleanups = append(a.cleanups, remove)
+	}
+	if err := checkHostKeys(svc, log); err != nil {
+		return a, err
+	}
+
+	m.WatchQueue(svc.QueueDepth)
+	m.WatchTPM(svc.Healthy)
+	a.store = policy.NewStore(settings.access)
+	srvCfg := server.Config{TPM: svc, Policy: a.store, Logger: log, Metrics: m}
+	f.limits.apply(&srvCfg)
+	a.srv = server.New(srvCfg)
+
+	for _, addr := range f.listen.values {
+		l, err := transport.Listen(addr)
+		if err != nil {
+			return a, err
+		}
+		a.listeners = append(a.listeners, l)
+	}
+	if f.admin != "" {
+		a.admin, err = startAdmin(f.admin, m, svc, log)
+		if err != nil {
+			return a, err
+		}
+	}
+	return a, nil
+}
+
+// checkHostKeys refuses to start with an EK or attestation key of the wrong
+// kind, and logs a warning for one that does not exist.
+func checkHostKeys(svc *tpm.Service, log *slog.Logger) error {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	warnings, err := svc.CheckHostKeys(ctx)
+	for _, w := range warnings {
+		log.Warn(w)
+	}
+	return err
+}
+
+// shutdown stops accepting, lets requests in flight finish within grace,
+// cuts off those that do not, and closes the TPM.
+func (a *agent) shutdown(grace time.Duration) {
+	ctx, cancel := context.WithTimeout(context.Background(), grace)
+	defer cancel()
+	if err := a.srv.Shutdown(ctx); err != nil {
+		a.log.Warn("requests still in flight at the end of the grace period are cut off", "grace", grace, "err", err)
+		a.srv.Close()
+	}
+	if a.admin != nil {
+		a.admin.close()
+	}
+}
+
+// close releases what startAgent started, in reverse order, once.
+func (a *agent) close() {
+	a.closeOnce.Do(func() {
+		for _, l := range a.listeners {
+			l.Close()
+		}
+		for i := len(a.cleanups) - 1; i >= 0; i-- {
+			a.cleanups[i]()
+		}
+	})
 }
 
 func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
@@ -229,4 +345,9 @@ func policyName(path string) string {
 		return "built-in"
 	}
 	return path
+}
+
+// oneLine keeps a message on one line.
+func oneLine(s string) string {
+	return strings.Join(strings.Fields(s), " ")
 }
