@@ -98,6 +98,8 @@ func TestVerifyEKCert(t *testing.T) {
 		{"CA as intermediate", []string{"--ek", f.ekPub, "--cert", chain, "--ca", f.ca}, exitOK, "verified"},
 		{"without CA", []string{"--ek", f.ekPub, "--cert", f.ekCert}, exitOK, "Its chain was not checked"},
 		{"other CA", []string{"--ek", f.ekPub, "--cert", f.ekCert, "--ca", otherCAFile}, exitFailure, "verification failed: EK certificate: chain"},
+		{"EK certificate as CA", []string{"--ek", f.ekPub, "--cert", f.ekCert, "--ca", f.ekCert}, exitFailure, "cannot be its own trust anchor"},
+		{"EK certificate and CA as CAs", []string{"--ek", f.ekPub, "--cert", f.ekCert, "--ca", chain}, exitFailure, "cannot be its own trust anchor"},
 		{"other EK", []string{"--ek", f.ecdhPEM, "--cert", f.ekCert}, exitFailure, "public key does not match the EK"},
 		{"key that is not the EK", []string{"--ek", f.aikPub, "--cert", f.ekCert}, exitFailure, "public key does not match the EK"},
 		{"missing --ek", []string{"--cert", f.ekCert}, exitUsage, "missing --ek FILE"},
