@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"os"
 	"strings"
-
-	"github.com/vcomlink/vcomlink/api/vcom"
 )
 
 // stringList is a flag that may be given several times.
@@ -26,13 +24,14 @@ func (l *stringList) Set(v string) error {
 	return nil
 }
 
-// handleFlag is a flag that holds a TPM handle in hex or decimal.
+// handleFlag is a flag that holds a persistent handle in hex or decimal,
+// as parseHandle reads it.
 type handleFlag uint32
 
 func (h *handleFlag) String() string { return fmt.Sprintf("0x%08x", uint32(*h)) }
 
 func (h *handleFlag) Set(v string) error {
-	parsed, err := vcom.ParseHandle(v)
+	parsed, err := parseHandle(v, exampleKeyHandle)
 	if err != nil {
 		return err
 	}
@@ -62,8 +61,8 @@ func (a authFlag) Set(v string) error {
 	h, known := hierarchyNames[name]
 	if !known {
 		var err error
-		if h, err = vcom.ParseHandle(name); err != nil {
-			return fmt.Errorf("invalid --auth %q: %v, or one of owner, endorsement, platform", v, err)
+		if h, err = parseHandle(name, exampleKeyHandle); err != nil {
+			return fmt.Errorf("invalid --auth %q: HANDLE %q: %v, or one of owner, endorsement, platform", v, name, err)
 		}
 	}
 	value, err := os.ReadFile(path)

@@ -128,6 +128,12 @@ func TestReadNVFormats(t *testing.T) {
 		t.Errorf("json data differs from raw")
 	}
 
+	// 29360130 is 0x01c00002 in decimal.
+	decimal := mustRunCLI(t, nil, "readnv", "29360130", "--format", "raw", "--connect", a.connect)
+	if !bytes.Equal(decimal, raw) {
+		t.Errorf("raw of the decimal index differs from raw of 0x01c00002")
+	}
+
 	out := mustRunCLI(t, nil, "readnv", "0x01c00002", "--format", "pem", "--connect", a.connect)
 	block, rest := pem.Decode(out)
 	if block == nil || block.Type != "CERTIFICATE" || len(rest) != 0 {
@@ -317,7 +323,16 @@ func TestGuestExitStatuses(t *testing.T) {
 		{"agent not running", []string{"getpub", "0x81000003", "--connect", missingSocket}, exitTransport, "no such file or directory"},
 		{"handle not a number", []string{"getpub", "nope", "--connect", c}, exitUsage, `invalid HANDLE "nope"`},
 		{"handle too large", []string{"getpub", "0x100000000", "--connect", c}, exitUsage, `invalid HANDLE "0x100000000"`},
-		{"index not a number", []string{"readnv", "0xZZ", "--connect", c}, exitUsage, `invalid INDEX "0xZZ"`},
+		{"index not a number", []string{"readnv", "0xZZ", "--connect", c}, exitUsage, `invalid INDEX "0xZZ": write it in hex as 0x01c00002 or in decimal`},
+		{"key handle without 0x", []string{"getpub", "81000003", "--connect", c}, exitUsage,
+			`invalid HANDLE "81000003": it was read as decimal (0x04d3f643), which is neither a persistent nor an NV handle: write hex handles with 0x, as 0x81000003`},
+		{"sign handle without 0x", []string{"sign", "81000005", "--in", message, "--connect", c}, exitUsage, "as 0x81000005"},
+		{"certify handle without 0x", []string{"certify", "81000005", "--connect", c}, exitUsage, "as 0x81000005"},
+		{"params handle without 0x", []string{"activatecredparams", "81000003", "--connect", c}, exitUsage, "as 0x81000003"},
+		{"NV index without 0x", []string{"readnv", "01500000", "--connect", c}, exitUsage, "read as decimal (0x0016e360)"},
+		{"NV index with hex digits", []string{"readnv", "1c00002", "--connect", c}, exitUsage, `invalid INDEX "1c00002": write hex handles with 0x, as 0x01c00002`},
+		{"--aik without 0x", []string{"activatecred", "--aik", "81000003", "--credential-file", notBlob, "--connect", c}, exitUsage,
+			`invalid value "81000003" for flag --aik: it was read as decimal (0x04d3f643)`},
 		{"handle missing", []string{"getpub", "--connect", c}, exitUsage, "expected HANDLE, got 0 arguments"},
 		{"extra argument", []string{"certify", "1", "2", "--connect", c}, exitUsage, "expected HANDLE, got 2 arguments"},
 		{"argument to activatecred", []string{"activatecred", "0x81000003", "--connect", c}, exitUsage, `unexpected argument "0x81000003"`},

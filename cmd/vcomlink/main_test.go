@@ -382,6 +382,8 @@ func TestUsageErrors(t *testing.T) {
 		{"serve", "--listen", "tcp://0.0.0.0:80"},
 		{"serve", "--tpm", "relative/path"},
 		{"serve", "--ek-handle", "nope"},
+		{"serve", "--ek-handle", "81000001"},
+		{"serve", "--auth", "81000005=/dev/null"},
 		{"serve", "--auth", "0x81000005"},
 		{"serve", "--log-level", "loud"},
 		{"serve", "extra"},
