@@ -61,15 +61,29 @@ type cli struct {
 	args    string // the positional arguments in the usage line
 	about   string // what the command does, printed under the usage line
 	details string // printed after the flags: formats and exit statuses
-	nargs   int    // the number of positional arguments
+	minArgs int    // the minimum number of positional arguments
+	maxArgs int    // the maximum number of positional arguments
 	fs      *flag.FlagSet
 }
 
+// newCLI returns the command line of a command that takes nargs positional
+// arguments. A command whose arguments may be left out sets minArgs.
 func newCLI(name, args string, nargs int, about, details string) *cli {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	fs.Usage = func() {}
-	return &cli{name: name, args: args, nargs: nargs, about: about, details: details, fs: fs}
+	return &cli{name: name, args: args, minArgs: nargs, maxArgs: nargs, about: about, details: details, fs: fs}
+}
+
+// isSet reports whether the command line set the flag name.
+func (c *cli) isSet(name string) bool {
+	set := false
+	c.fs.Visit(func(f *flag.Flag) {
+		if f.Name == name {
+			set = true
+		}
+	})
+	return set
 }
 
 // run parses args and calls body with the positional arguments. It prints
@@ -134,8 +148,8 @@ func (c *cli) parse(args []string) ([]string, error) {
 		args = rest[1:]
 	}
 
-	if len(positional) != c.nargs {
-		if c.nargs == 0 {
+	if len(positional) < c.minArgs || len(positional) > c.maxArgs {
+		if c.maxArgs == 0 {
 			return nil, usagef("unexpected argument %q (see vcomlink %s --help)", positional[0], c.name)
 		}
 		return nil, usagef("expected %s, got %d arguments (see vcomlink %s --help)", c.args, len(positional), c.name)

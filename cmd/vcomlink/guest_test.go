@@ -187,10 +187,32 @@ func TestActivateCredForms(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	raw := mustRunCLI(t, nil, "activatecred", "--credential-file", writeTemp(t, dir, "cred.blob", blob),
+	blobFile := writeTemp(t, dir, "cred.blob", blob)
+	raw := mustRunCLI(t, nil, "activatecred", "--credential-file", blobFile,
 		"--format", "raw", "--connect", a.connect)
 	if !bytes.Equal(raw, secret) {
 		t.Errorf("credential file: recovered %q, want %q", raw, secret)
+	}
+
+	// The handle as an argument, alone and with the same --aik.
+	for _, args := range [][]string{
+		{"activatecred", "0x81000003"},
+		{"activatecred", "2164260867", "--aik", "0x81000003"},
+	} {
+		args = append(args, "--credential-file", blobFile, "--format", "raw", "--connect", a.connect)
+		if raw := mustRunCLI(t, nil, args...); !bytes.Equal(raw, secret) {
+			t.Errorf("activatecred %q: recovered %q, want %q", args, raw, secret)
+		}
+	}
+
+	// The credential names the AIK, so activating it for the ECDH key
+	// fails, which shows that the argument chose the key.
+	r := runCLI(t, nil, "activatecred", "0x81000005", "--credential-file", blobFile, "--connect", a.connect)
+	if r.code != exitRefused {
+		t.Errorf("activatecred 0x81000005: exit status %d, want %d; stderr %q", r.code, exitRefused, r.stderr)
+	}
+	if !strings.Contains(string(r.stderr), "0x81000005") {
+		t.Errorf("activatecred 0x81000005: stderr %q does not name the handle", r.stderr)
 	}
 
 	out := mustRunCLI(t, nil, "activatecred", "--aik", "0x81000003",
@@ -335,7 +357,12 @@ func TestGuestExitStatuses(t *testing.T) {
 			`invalid value "81000003" for flag --aik: it was read as decimal (0x04d3f643)`},
 		{"handle missing", []string{"getpub", "--connect", c}, exitUsage, "expected HANDLE, got 0 arguments"},
 		{"extra argument", []string{"certify", "1", "2", "--connect", c}, exitUsage, "expected HANDLE, got 2 arguments"},
-		{"argument to activatecred", []string{"activatecred", "0x81000003", "--connect", c}, exitUsage, `unexpected argument "0x81000003"`},
+		{"activatecred handle and other --aik", []string{"activatecred", "0x81000003", "--aik", "0x81000005", "--credential-file", notBlob, "--connect", c},
+			exitUsage, "HANDLE 0x81000003 and --aik 0x81000005 name different keys"},
+		{"activatecred handle and default --aik", []string{"activatecred", "0x81000005", "--aik", "0x81000003", "--credential-file", notBlob, "--connect", c},
+			exitUsage, "name different keys"},
+		{"activatecred two handles", []string{"activatecred", "0x81000003", "0x81000005", "--connect", c}, exitUsage, "expected [HANDLE], got 2 arguments"},
+		{"activatecred invalid handle", []string{"activatecred", "81000003", "--credential-file", notBlob, "--connect", c}, exitUsage, `invalid HANDLE "81000003"`},
 		{"unknown flag", []string{"getpub", "1", "--bogus", "--connect", c}, exitUsage, "flag provided but not defined: --bogus"},
 		{"unknown format", []string{"getpub", "1", "--format", "der", "--connect", c}, exitUsage, "use json, raw or pem"},
 		{"pem for sign", []string{"sign", "1", "--format", "pem", "--in", message, "--connect", c}, exitUsage, "use json or raw"},
