@@ -52,7 +52,8 @@ func runMakeCred(args []string, stdout, stderr io.Writer) int {
 	nameHex := c.fs.String("name", "", "Name in `HEX` of the key that the credential names")
 	secretPath := c.fs.String("secret", "", "`FILE` with the credential's secret, or - for standard input: 1 byte up to "+
 		"the size of a digest of the EK's nameAlg (32 bytes for SHA256) (required)")
-	out := c.fs.String("out", "", "`OUT` file to write, or the prefix of the two files of --format wire (required)")
+	out := c.fs.String("out", "", "`OUT` file to write, or - for standard output, or the prefix of the two files of "+
+		"--format wire (required). With -, the line that names the credential goes to standard error")
 	format := newChoiceFlag("tpm2-tools", "wire")
 	c.fs.Var(format, "format", "`FORMAT` of the output: tpm2-tools or wire (see Formats)")
 
@@ -72,17 +73,27 @@ func runMakeCred(args []string, stdout, stderr io.Writer) int {
 		if *out == "" {
 			return usagef("missing --out FILE")
 		}
+		if *out == "-" && format.value == "wire" {
+			return usagef("--out - (standard output) takes one file, but --format wire writes two, OUT.cred and OUT.secret: " +
+				"give a path prefix, or use --format tpm2-tools")
+		}
 
 		cred, encSecret, err := verify.MakeCredential(rand.Reader, ek, name, secret)
 		if err != nil {
 			return usagef("%v", err)
 		}
 
-		written, err := writeCredential(format.value, *out, cred, encSecret)
+		written, err := writeCredential(stdout, format.value, *out, cred, encSecret)
 		if err != nil {
 			return err
 		}
-		fmt.Fprintf(stdout, "wrote %s: credential for the Name %x\n", written, name[2:])
+
+		// The credential itself may be on standard output.
+		summary := stdout
+		if *out == "-" {
+			summary = stderr
+		}
+		fmt.Fprintf(summary, "wrote %s: credential for the Name %x\n", written, name[2:])
 		return nil
 	})
 }
@@ -144,9 +155,9 @@ func readCredentialName(aikPath, nameHex string) ([]byte, error) {
 	return prefixed, nil
 }
 
-// writeCredential writes the credential in format, and returns the names
-// of the files it wrote.
-func writeCredential(format, out string, cred, encSecret []byte) (string, error) {
+// writeCredential writes the credential in format, to stdout when out is
+// "-", and returns the names of the files it wrote.
+func writeCredential(stdout io.Writer, format, out string, cred, encSecret []byte) (string, error) {
 	if format == "wire" {
 		if err := writeFile("out", out+".cred", cred); err != nil {
 			return "", err
@@ -160,6 +171,10 @@ func writeCredential(format, out string, cred, encSecret []byte) (string, error)
 	blob, err := verify.MarshalCredentialBlob(cred, encSecret)
 	if err != nil {
 		return "", err
+	}
+	if out == "-" {
+		_, err := stdout.Write(blob)
+		return "standard output", err
 	}
 	return out, writeFile("out", out, blob)
 }

@@ -187,6 +187,30 @@ func TestMakeCredActivates(t *testing.T) {
 	}
 }
 
+func TestMakeCredStandardOutput(t *testing.T) {
+	a := startTestAgent(t)
+	f := writeVerifierFiles(t, a)
+	secret := writeTemp(t, f.dir, "secret", []byte("0123456789abcdef0123456789abcdef"))
+	bareName := hex.EncodeToString(a.p.AIK.Name.Buffer)
+
+	r := runCLI(t, nil, "makecred", "--ek", f.ekPub, "--aik", f.aikPub, "--secret", secret, "--out", "-")
+	if r.code != exitOK {
+		t.Fatalf("exit status %d, want 0; stderr %q", r.code, r.stderr)
+	}
+	if want := "wrote standard output: credential for the Name " + bareName + "\n"; string(r.stderr) != want {
+		t.Errorf("stderr %q, want %q", r.stderr, want)
+	}
+	if _, err := os.Stat("-"); err == nil {
+		os.Remove("-")
+		t.Error("makecred --out - created a file named -")
+	}
+
+	recovered := mustRunCLI(t, r.stdout, "activatecred", "--credential-file", "-", "--format", "raw", "--connect", a.connect)
+	if !bytes.Equal(recovered, mustRead(t, secret)) {
+		t.Errorf("recovered %q from standard output, want the secret", recovered)
+	}
+}
+
 func TestMakeCredRejects(t *testing.T) {
 	a := startTestAgent(t)
 	f := writeVerifierFiles(t, a)
@@ -214,6 +238,8 @@ func TestMakeCredRejects(t *testing.T) {
 		{"Name not hex", []string{"--ek", f.ekPub, "--name", "000bzz", "--secret", secret, "--out", out}, `invalid --name "000bzz"`},
 		{"Name too short", []string{"--ek", f.ekPub, "--name", name[:len(name)-2], "--secret", secret, "--out", out}, "invalid --name"},
 		{"unknown format", []string{"--ek", f.ekPub, "--aik", f.aikPub, "--secret", secret, "--out", out, "--format", "pem"}, "use tpm2-tools or wire"},
+		{"wire to standard output", []string{"--ek", f.ekPub, "--aik", f.aikPub, "--secret", secret, "--out", "-", "--format", "wire"},
+			"--out - (standard output) takes one file, but --format wire writes two"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			checkResult(t, runCLI(t, nil, append([]string{"makecred"}, tc.args...)...), exitUsage, tc.want)
