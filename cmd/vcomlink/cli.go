@@ -21,6 +21,10 @@ const (
 	exitTransport = 4
 )
 
+// exitKeyOut is the exit status of verify-certify when the check passed but
+// --key-out could not be written.
+const exitKeyOut = 3
+
 // guestExitStatuses and verifierExitStatuses end the help of the guest and
 // the verifier commands.
 const (
@@ -110,11 +114,14 @@ func (c *cli) run(args []string, stdout, stderr io.Writer, body func(positional 
 // exitStatus returns the exit status for an error of a command.
 func exitStatus(err error) int {
 	var usage *usageError
+	var keyOut *keyOutError
 	var status *client.StatusError
 	var transport *client.TransportError
 	switch {
 	case errors.As(err, &usage):
 		return exitUsage
+	case errors.As(err, &keyOut):
+		return exitKeyOut
 	case errors.As(err, &status):
 		return exitRefused
 	case errors.As(err, &transport):

@@ -385,7 +385,20 @@ func TestVerifyCertifyCases(t *testing.T) {
 		t.Error("--key-out is not the ECDH key")
 	}
 
-	r := runCLI(t, nil, "verify-certify", "--aik", f.aikPEM, "--nonce", nonce, "--in", jsonFile)
+	// A --key-out that cannot be written after the check passed.
+	unwritable := filepath.Join(dir, "no-such-dir", "certified.pem")
+	r := runCLI(t, nil, "verify-certify", "--aik", f.aikPub, "--nonce", nonce, "--in", jsonFile, "--key-out", unwritable)
+	if r.code != exitKeyOut {
+		t.Errorf("unwritable --key-out: exit status %d, want %d; stderr %q", r.code, exitKeyOut, r.stderr)
+	}
+	if !strings.HasPrefix(string(r.stdout), "verified: the attestation key certified") || strings.Count(string(r.stdout), "\n") != 1 {
+		t.Errorf("unwritable --key-out: stdout %q, want the verified line", r.stdout)
+	}
+	if want := "vcomlink verify-certify: --key-out: open " + unwritable + ": no such file or directory\n"; string(r.stderr) != want {
+		t.Errorf("unwritable --key-out: stderr %q, want %q", r.stderr, want)
+	}
+
+	r = runCLI(t, nil, "verify-certify", "--aik", f.aikPEM, "--nonce", nonce, "--in", jsonFile)
 	checkResult(t, r, exitOK, "verified")
 	if !strings.Contains(string(r.stderr), "restricted attribute and scheme were not checked") {
 		t.Errorf("a PEM AIK gives no note on standard error: %q", r.stderr)
