@@ -239,6 +239,17 @@ func TestCertifyFormats(t *testing.T) {
 		t.Errorf("certified Name = %x, want the ECDH key's", certified.Name)
 	}
 
+	// The longest nonce that the CLI and the agent take.
+	longest := strings.Repeat("a5", 64)
+	out = mustRunCLI(t, nil, "certify", "0x81000005", "--nonce", longest, "--connect", a.connect)
+	if err := unmarshalJSON(out, &rsp); err != nil {
+		t.Fatalf("json: %v\n%s", err, out)
+	}
+	longestBytes, _ := hex.DecodeString(longest)
+	if _, err := verify.VerifyCertify(&a.p.AIK.Public, longestBytes, &rsp); err != nil {
+		t.Errorf("certification with a 64-byte nonce: %v", err)
+	}
+
 	raw := mustRunCLI(t, nil, "certify", "0x81000005", "--format", "raw", "--connect", a.connect)
 	parsed, err := parseCertifyRaw(raw)
 	if err != nil {
@@ -340,7 +351,8 @@ func TestGuestExitStatuses(t *testing.T) {
 		{"agent rejects NV index", []string{"readnv", "0x01600000", "--connect", c}, exitRefused, "403 Forbidden"},
 		{"handle not in the TPM", []string{"getpub", "0x81000099", "--connect", c}, exitRefused, "404 Not Found"},
 		{"digest of wrong size", []string{"sign", "0x81000005", "--in", message, "--connect", c}, exitRefused, "400 Bad Request"},
-		{"nonce too long", []string{"certify", "0x81000005", "--nonce", strings.Repeat("00", 65), "--connect", c}, exitRefused, "qualifying_data"},
+		{"nonce too long", []string{"certify", "0x81000005", "--nonce", strings.Repeat("00", 65), "--connect", c}, exitUsage,
+			"--nonce is 65 bytes, over the maximum of 64 bytes (128 hex digits)"},
 		{"certify with AIK on EK", []string{"certify", "0x81000001", "--connect", c}, exitRefused, "certifykey 0x81000001"},
 		{"agent not running", []string{"getpub", "0x81000003", "--connect", missingSocket}, exitTransport, "no such file or directory"},
 		{"handle not a number", []string{"getpub", "nope", "--connect", c}, exitUsage, `invalid HANDLE "nope"`},
