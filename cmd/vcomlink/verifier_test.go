@@ -84,6 +84,7 @@ func TestVerifyEKCert(t *testing.T) {
 	f := writeVerifierFiles(t, a)
 	otherCAFile := writeTemp(t, f.dir, "other-ca.pem", pemCertificate(selfSignedCA(t, a.p.CA.Certificate.Subject)))
 	chain := writeTemp(t, f.dir, "chain.pem", append(mustRead(t, f.ekCert), mustRead(t, f.ca)...))
+	report := writeTemp(t, f.dir, "report.txt", []byte("the guest's report\n"))
 
 	for _, tc := range []struct {
 		name string
@@ -104,7 +105,10 @@ func TestVerifyEKCert(t *testing.T) {
 		{"key that is not the EK", []string{"--ek", f.aikPub, "--cert", f.ekCert}, exitFailure, "public key does not match the EK"},
 		{"missing --ek", []string{"--cert", f.ekCert}, exitUsage, "missing --ek FILE"},
 		{"missing --cert", []string{"--ek", f.ekPub}, exitUsage, "missing --cert FILE"},
-		{"cert is a key", []string{"--ek", f.ekPub, "--cert", f.aikPub}, exitUsage, "is neither PEM nor a DER certificate"},
+		{"cert is a key", []string{"--ek", f.ekPub, "--cert", f.aikPub}, exitUsage, "aik.pub is not a PEM or DER certificate"},
+		{"cert is text", []string{"--ek", f.ekPub, "--cert", report}, exitUsage,
+			"--cert: " + report + " is not a PEM or DER certificate: data begins with 0x74, not a DER SEQUENCE (0x30)"},
+		{"CA is text", []string{"--ek", f.ekPub, "--cert", f.ekCert, "--ca", report}, exitUsage, "--ca: " + report + " is not a PEM or DER certificate"},
 		{"CA is a key", []string{"--ek", f.ekPub, "--cert", f.ekCert, "--ca", f.aikPEM}, exitUsage, `contains a PEM block "PUBLIC KEY"`},
 		{"EK is a certificate chain file", []string{"--ek", f.ekCertDER, "--cert", f.ekCert}, exitUsage, "is not a TPMT_PUBLIC, TPM2B_PUBLIC or PEM file"},
 	} {
