@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"fmt"
 	"os"
+	"strconv"
 	"strings"
+	"time"
 )
 
 // stringList is a flag that may be given several times.
@@ -36,6 +38,24 @@ func (h *handleFlag) Set(v string) error {
 		return err
 	}
 	*h = handleFlag(parsed)
+	return nil
+}
+
+// durationFlag is a flag that holds a time.Duration, such as 30s. Package
+// flag's own duration flag says only "parse error" for a value it rejects.
+type durationFlag time.Duration
+
+func (d *durationFlag) String() string { return time.Duration(*d).String() }
+
+func (d *durationFlag) Set(v string) error {
+	parsed, err := time.ParseDuration(v)
+	if err != nil {
+		if _, numberErr := strconv.ParseFloat(v, 64); numberErr == nil {
+			return fmt.Errorf("a duration needs a unit, such as %ss or %sm", v, v)
+		}
+		return fmt.Errorf("write a duration as a number and a unit, such as 30s, 1.5m or 1m30s")
+	}
+	*d = durationFlag(parsed)
 	return nil
 }
 

@@ -38,7 +38,7 @@ func TestGetPubFormats(t *testing.T) {
 	}
 
 	// Decimal handle, and flags before the handle.
-	raw := mustRunCLI(t, nil, "getpub", "--connect", a.connect, "--format", "raw", "2164260867")
+	raw := mustRunCLI(t, nil, "getpub", "--connect", a.connect, "--format", "raw", "--timeout", "1m30s", "2164260867")
 	if !bytes.Equal(raw, tpm2.Marshal(aik.Public)) {
 		t.Errorf("raw = %x, want the AIK's TPMT_PUBLIC", raw)
 	}
@@ -379,7 +379,10 @@ func TestGuestExitStatuses(t *testing.T) {
 		{"unknown format", []string{"getpub", "1", "--format", "der", "--connect", c}, exitUsage, "use json, raw or pem"},
 		{"pem for sign", []string{"sign", "1", "--format", "pem", "--in", message, "--connect", c}, exitUsage, "use json or raw"},
 		{"invalid address", []string{"getpub", "1", "--connect", "vsock://2"}, exitUsage, "--connect: invalid address"},
-		{"invalid timeout", []string{"getpub", "1", "--timeout", "soon", "--connect", c}, exitUsage, "--timeout"},
+		{"invalid timeout", []string{"getpub", "1", "--timeout", "soon", "--connect", c}, exitUsage,
+			`invalid value "soon" for flag --timeout: write a duration as a number and a unit, such as 30s`},
+		{"timeout without unit", []string{"getpub", "1", "--timeout", "5", "--connect", c}, exitUsage,
+			`invalid value "5" for flag --timeout: a duration needs a unit, such as 5s or 5m`},
 		{"sign without --in", []string{"sign", "0x81000003", "--connect", c}, exitUsage, "missing --in FILE"},
 		{"sign missing file", []string{"sign", "0x81000003", "--in", dir + "/none", "--connect", c}, exitUsage, "no such file or directory"},
 		{"sign data too large", []string{"sign", "0x81000003", "--in", tooLarge, "--connect", c}, exitUsage, "over the agent's limit of 65536"},
