@@ -2,6 +2,7 @@ package main
 
 import (
 	"crypto/rand"
+	"encoding/binary"
 	"encoding/hex"
 	"fmt"
 	"io"
@@ -150,9 +151,51 @@ func readCredentialName(aikPath, nameHex string) ([]byte, error) {
 	// Without the size prefix, the Name begins with its nameAlg.
 	prefixed := appendTPM2B(nil, b)
 	if _, err := verify.ParseName(prefixed); err != nil {
-		return nil, usagef("invalid --name %s: %v", hex.EncodeToString(b), err)
+		return nil, usagef("invalid --name %s: %s", hex.EncodeToString(b), describeInvalidName(b))
 	}
 	return prefixed, nil
+}
+
+// describeInvalidName explains what is wrong with b, which is neither a Name
+// nor a TPM2B_NAME. It takes b as a TPM2B_NAME when its third and fourth
+// bytes are a nameAlg, and as a Name when its first two are.
+func describeInvalidName(b []byte) string {
+	const forms = "give a Name (nameAlg, such as 000b for SHA256, then the digest) or a TPM2B_NAME " +
+		"(the Name's 2-byte size, then the Name)"
+	if len(b) < 4 {
+		return "it is too short for a Name: " + forms
+	}
+
+	if alg, size, ok := nameAlgorithm(b[2:4]); ok {
+		prefix := int(binary.BigEndian.Uint16(b))
+		if prefix != len(b)-2 {
+			return fmt.Sprintf("it begins with the size of a TPM2B_NAME, %d bytes, but %d bytes follow: "+
+				"the Name is truncated or has extra bytes (a %s Name is %d bytes)", prefix, len(b)-2, alg, 2+size)
+		}
+		return fmt.Sprintf("the TPM2B_NAME has a %d-byte digest, but its nameAlg %s produces %d bytes",
+			len(b)-4, alg, size)
+	}
+
+	if alg, size, ok := nameAlgorithm(b[0:2]); ok {
+		return fmt.Sprintf("the Name has a %d-byte digest, but its nameAlg %s produces %d bytes",
+			len(b)-2, alg, size)
+	}
+	return fmt.Sprintf("it begins with neither a nameAlg nor a size and a nameAlg: %s", forms)
+}
+
+// nameAlgorithm returns the name and digest size of the hash algorithm
+// whose TPM_ALG_ID is in b, and false when it is not a hash that a Name
+// may use.
+func nameAlgorithm(b []byte) (string, int, bool) {
+	name, err := verify.HashName(tpm2.TPMAlgID(binary.BigEndian.Uint16(b)))
+	if err != nil {
+		return "", 0, false
+	}
+	_, hash, err := verify.HashByName(name)
+	if err != nil {
+		return "", 0, false
+	}
+	return name, hash.Size(), true
 }
 
 // writeCredential writes the credential in format, to stdout when out is
