@@ -24,7 +24,7 @@ type guestFlags struct {
 func addGuestFlags(c *cli, formatHelp string, formats ...string) *guestFlags {
 	g := &guestFlags{format: newChoiceFlag(formats...), timeout: durationFlag(client.DefaultTimeout)}
 	c.fs.StringVar(&g.connect, "connect", client.DefaultAddress,
-		"`URL` of the agent: vsock://CID:PORT (the host is CID 2), unix:///PATH or tcp://HOST:PORT")
+		"`URL` of the agent: vsock://CID:PORT (the host is CID 2), unix:///PATH (or unix:/PATH) or tcp://HOST:PORT")
 	c.fs.Var(g.format, "format", "`FORMAT` of the output: "+joinChoices(formats)+". "+formatHelp)
 	c.fs.Var(&g.timeout, "timeout",
 		"time limit of the call to the agent, from the dial to the end of the response, as a `DURATION` such as 30s or 2m. 0 means no limit")

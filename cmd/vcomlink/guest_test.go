@@ -37,8 +37,9 @@ func TestGetPubFormats(t *testing.T) {
 		t.Errorf("json attributes = %v, want %d", got, wantAttributes)
 	}
 
-	// Decimal handle, and flags before the handle.
-	raw := mustRunCLI(t, nil, "getpub", "--connect", a.connect, "--format", "raw", "--timeout", "1m30s", "2164260867")
+	// Decimal handle, flags before the handle, and unix:/PATH with one slash.
+	oneSlash := "unix:" + strings.TrimPrefix(a.connect, "unix://")
+	raw := mustRunCLI(t, nil, "getpub", "--connect", oneSlash, "--format", "raw", "--timeout", "1m30s", "2164260867")
 	if !bytes.Equal(raw, tpm2.Marshal(aik.Public)) {
 		t.Errorf("raw = %x, want the AIK's TPMT_PUBLIC", raw)
 	}
@@ -379,6 +380,8 @@ func TestGuestExitStatuses(t *testing.T) {
 		{"unknown format", []string{"getpub", "1", "--format", "der", "--connect", c}, exitUsage, "use json, raw or pem"},
 		{"pem for sign", []string{"sign", "1", "--format", "pem", "--in", message, "--connect", c}, exitUsage, "use json or raw"},
 		{"invalid address", []string{"getpub", "1", "--connect", "vsock://2"}, exitUsage, "--connect: invalid address"},
+		{"address with vm", []string{"getpub", "1", "--connect", c + "?vm=x"}, exitUsage, `unexpected query "?vm=x": vm=NAME belongs to the agent's --listen address`},
+		{"relative socket path", []string{"getpub", "1", "--connect", "unix:v.sock"}, exitUsage, "expected unix:///absolute/path"},
 		{"invalid timeout", []string{"getpub", "1", "--timeout", "soon", "--connect", c}, exitUsage,
 			`invalid value "soon" for flag --timeout: write a duration as a number and a unit, such as 30s`},
 		{"timeout without unit", []string{"getpub", "1", "--timeout", "5", "--connect", c}, exitUsage,
