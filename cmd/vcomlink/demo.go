@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/x509"
+	"encoding/hex"
 	"errors"
 	"flag"
 	"fmt"
@@ -13,6 +14,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/vcomlink/vcomlink/api/vcom"
@@ -181,7 +183,8 @@ func (d *demoRun) checkEKCertificate() error {
 	if err != nil {
 		return err
 	}
-	d.printf("readnv 0x%08x: %d bytes, certificate %q issued by %q", vcom.HandleEKCert, len(nv.Data), cert.Subject.String(), cert.Issuer.CommonName)
+	d.printf("readnv 0x%08x: %d bytes, a certificate issued by %q to %s",
+		vcom.HandleEKCert, len(nv.Data), cert.Issuer.CommonName, describeEKCertSubject(cert))
 	params, err := d.credParams()
 	if err != nil {
 		return err
@@ -193,6 +196,46 @@ func (d *demoRun) checkEKCertificate() error {
 	}
 	d.printf("verified: the certificate holds the EK's public key and chains to the run's CA")
 	return nil
+}
+
+// describeEKCertSubject names what an EK certificate certifies: its
+// subject, or the TPM that its subjectAltName names when the subject is
+// empty, as it often is in EK certificates.
+func describeEKCertSubject(cert *x509.Certificate) string {
+	if subject := cert.Subject.String(); subject != "" {
+		return fmt.Sprintf("%q", subject)
+	}
+	tpm, err := verify.ParseTPMIdentity(cert)
+	if err != nil {
+		return "an empty subject, as EK certificates often have"
+	}
+
+	manufacturer := tpm.Manufacturer
+	if text := vendorText(manufacturer); text != "" {
+		manufacturer += " (" + text + ")"
+	}
+	return fmt.Sprintf("the TPM of manufacturer %s, model %q, version %s", manufacturer, tpm.Model, tpm.Version)
+}
+
+// vendorText returns the ASCII text of a TPM manufacturer ID such as
+// "id:4D534654" (MSFT), or "" when the ID is not printable ASCII in that
+// form.
+func vendorText(id string) string {
+	digits, ok := strings.CutPrefix(id, "id:")
+	if !ok {
+		return ""
+	}
+	b, err := hex.DecodeString(digits)
+	if err != nil || len(b) != 4 {
+		return ""
+	}
+	text := strings.TrimRight(string(b), "\x00 ")
+	for _, c := range text {
+		if c < 0x20 || c > 0x7e {
+			return ""
+		}
+	}
+	return text
 }
 
 func (d *demoRun) signWithAIK() error {
