@@ -94,18 +94,33 @@ func (c *cli) isSet(name string) bool {
 // the help for -h or --help, and the error that parse or body returns, as
 // one line, and returns the exit status.
 func (c *cli) run(args []string, stdout, stderr io.Writer, body func(positional []string) error) int {
+	positional, status, ok := c.start(args, stdout, stderr)
+	if !ok {
+		return status
+	}
+	if err := body(positional); err != nil {
+		return c.printError(stderr, err)
+	}
+	return exitOK
+}
+
+// start parses args for a command that reports its own result, as the
+// demo does. When ok is false, the command ends with status: start has
+// printed the help for -h or --help, or the usage error.
+func (c *cli) start(args []string, stdout, stderr io.Writer) (positional []string, status int, ok bool) {
 	positional, err := c.parse(args)
 	if errors.Is(err, flag.ErrHelp) {
 		c.printHelp(stdout)
-		return exitOK
+		return nil, exitOK, false
 	}
-	if err == nil {
-		err = body(positional)
+	if err != nil {
+		return nil, c.printError(stderr, err), false
 	}
-	if err == nil {
-		return exitOK
-	}
+	return positional, exitOK, true
+}
 
+// printError prints err as one line and returns its exit status.
+func (c *cli) printError(stderr io.Writer, err error) int {
 	message := strings.ReplaceAll(err.Error(), "\n", " ")
 	fmt.Fprintf(stderr, "vcomlink %s: %s\n", c.name, message)
 	return exitStatus(err)
@@ -180,7 +195,13 @@ func (c *cli) printHelp(w io.Writer) {
 	if c.args != "" {
 		usage += " " + c.args
 	}
-	fmt.Fprintf(w, "Usage: %s [flags]\n\n%s\n\nFlags:\n", usage, c.about)
+	hasFlags := false
+	c.fs.VisitAll(func(*flag.Flag) { hasFlags = true })
+	if !hasFlags {
+		fmt.Fprintf(w, "Usage: %s\n\n%s\n", usage, c.about)
+	} else {
+		fmt.Fprintf(w, "Usage: %s [flags]\n\n%s\n\nFlags:\n", usage, c.about)
+	}
 	c.fs.VisitAll(func(f *flag.Flag) {
 		valueName, text := flag.UnquoteUsage(f)
 		line := "  --" + f.Name

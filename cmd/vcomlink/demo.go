@@ -7,8 +7,6 @@ import (
 	"crypto/sha256"
 	"crypto/x509"
 	"encoding/hex"
-	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -30,26 +28,19 @@ import (
 // demoTimeout bounds the whole demo, so that a fault never leaves it hanging.
 const demoTimeout = 2 * time.Minute
 
+const demoAbout = `Starts the agent with the embedded TPM simulator on a temporary Unix socket,
+then plays the guest and the remote verifier: it checks the EK certificate,
+verifies signatures, activates a credential and verifies a certification.
+It needs no TPM and no VM. Each step and its result go to standard output.`
+
+const demoExitStatuses = `Exit status: 0 every step verified; 1 a step failed (FAILED and the reason
+go to standard output); 2 invalid command line.`
+
 func runDemo(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	verbose := fs.Bool("verbose", false, "also print the agent's debug log to standard error")
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "Usage: vcomlink demo [--verbose]")
-		fmt.Fprintln(stderr)
-		fmt.Fprintln(stderr, "Starts the agent with the embedded TPM simulator on a temporary Unix socket, then")
-		fmt.Fprintln(stderr, "plays the guest and the remote verifier: it checks the EK certificate, verifies")
-		fmt.Fprintln(stderr, "signatures, activates a credential and verifies a certification. It needs no TPM")
-		fmt.Fprintln(stderr, "and no VM, and exits with status 1 if any step fails.")
-		fmt.Fprintln(stderr)
-		fmt.Fprintln(stderr, "Flags:")
-		fs.PrintDefaults()
-	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return exitOK
-		}
-		return exitUsage
+	c := newCLI("demo", "", 0, demoAbout, demoExitStatuses)
+	verbose := c.fs.Bool("verbose", false, "also print the agent's debug log to standard error")
+	if _, status, ok := c.start(args, stdout, stderr); !ok {
+		return status
 	}
 
 	level := slog.LevelWarn
