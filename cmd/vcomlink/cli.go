@@ -105,8 +105,8 @@ func (c *cli) run(args []string, stdout, stderr io.Writer, body func(positional 
 }
 
 // start parses args for a command that reports its own result, as the
-// demo does. When ok is false, the command ends with status: start has
-// printed the help for -h or --help, or the usage error.
+// demo does. When ok is false, start has printed the help for -h or
+// --help, or the usage error, and the command ends with status.
 func (c *cli) start(args []string, stdout, stderr io.Writer) (positional []string, status int, ok bool) {
 	positional, err := c.parse(args)
 	if errors.Is(err, flag.ErrHelp) {

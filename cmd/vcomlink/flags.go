@@ -42,7 +42,7 @@ func (h *handleFlag) Set(v string) error {
 }
 
 // durationFlag is a flag that holds a time.Duration, such as 30s. Package
-// flag's own duration flag says only "parse error" for a value it rejects.
+// flag's own duration flag returns only "parse error" for a value it rejects.
 type durationFlag time.Duration
 
 func (d *durationFlag) String() string { return time.Duration(*d).String() }
