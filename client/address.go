@@ -60,7 +60,9 @@ func (a Address) String() string {
 //	unix:///PATH       a Unix socket at an absolute path
 //	tcp://HOST:PORT    TCP, for development
 //
-// Errors wrap ErrInvalidAddress and describe the problem.
+// unix:/PATH, with one slash, is the same Unix address, as the agent's
+// listen addresses accept it too. Errors wrap ErrInvalidAddress and
+// describe the problem.
 func ParseAddress(addr string) (Address, error) {
 	invalid := func(format string, args ...any) (Address, error) {
 		return Address{}, fmt.Errorf("%w %q: %s", ErrInvalidAddress, addr, fmt.Sprintf(format, args...))
@@ -74,8 +76,24 @@ func ParseAddress(addr string) (Address, error) {
 	if u.Scheme == "" {
 		return invalid("missing scheme, expected %s", forms)
 	}
-	if u.Opaque != "" || u.User != nil || u.RawQuery != "" || u.ForceQuery || u.Fragment != "" {
-		return invalid("unexpected opaque part, user, query or fragment")
+	if u.Opaque != "" {
+		if u.Scheme == "unix" {
+			return invalid("socket path %q is not absolute, expected unix:///absolute/path", u.Opaque)
+		}
+		return invalid("missing // after %s:, expected %s", u.Scheme, forms)
+	}
+	if u.User != nil {
+		return invalid("unexpected user %q before the host, expected %s", u.User.Username(), forms)
+	}
+	if u.RawQuery != "" || u.ForceQuery {
+		if u.Scheme == "unix" && u.Query().Has("vm") {
+			return invalid("unexpected query %q: vm=NAME belongs to the agent's --listen address, "+
+				"and a client address takes no query", "?"+u.RawQuery)
+		}
+		return invalid("unexpected query %q: a client address takes no query", "?"+u.RawQuery)
+	}
+	if u.Fragment != "" {
+		return invalid("unexpected fragment %q", "#"+u.Fragment)
 	}
 
 	switch u.Scheme {

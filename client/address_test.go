@@ -55,19 +55,22 @@ func TestParseAddressRejects(t *testing.T) {
 		{"vsock://2:4294967296", `port "4294967296" is not a decimal number below 2^32`},
 		{"vsock://2:4294967295", "VMADDR_PORT_ANY"},
 		{"vsock://2:2000/path", `unexpected path "/path"`},
-		{"vsock://2:2000?vm=a", "query"},
-		{"vsock://user@2:2000", "user"},
+		{"vsock://2:2000?vm=a", `unexpected query "?vm=a": a client address takes no query`},
+		{"vsock://2:2000?", `unexpected query "?"`},
+		{"vsock://user@2:2000", `unexpected user "user" before the host`},
+		{"vsock:2:2000", "missing // after vsock:, expected vsock://CID:PORT"},
 		{"unix://", "missing socket path"},
 		{"unix://relative/path", `unexpected host "relative"`},
-		{"unix:relative", "opaque"},
-		{"unix:///run/vcomlink.sock?vm=guest", "query"},
+		{"unix:relative", `socket path "relative" is not absolute, expected unix:///absolute/path`},
+		{"unix:///run/vcomlink.sock?vm=guest", `unexpected query "?vm=guest": vm=NAME belongs to the agent's --listen address`},
+		{"unix:///run/vcomlink.sock?x=1", `unexpected query "?x=1": a client address takes no query`},
 		{long, "socket path is 108 bytes, longer than the maximum of 107"},
 		{"tcp://127.0.0.1", "expected tcp://HOST:PORT"},
 		{"tcp://:2000", "expected tcp://HOST:PORT"},
 		{"tcp://127.0.0.1:0", `port "0" is not a number from 1 to 65535`},
 		{"tcp://127.0.0.1:65536", `port "65536" is not a number from 1 to 65535`},
 		{"tcp://127.0.0.1:2000/x", `unexpected path "/x"`},
-		{"vsock://2:2000#frag", "fragment"},
+		{"vsock://2:2000#frag", `unexpected fragment "#frag"`},
 		{"vsock ://2:2000", "invalid address"},
 	} {
 		t.Run(tc.in, func(t *testing.T) {
@@ -82,6 +85,21 @@ func TestParseAddressRejects(t *testing.T) {
 				t.Errorf("ParseAddress error %q does not contain %q", err, tc.want)
 			}
 		})
+	}
+}
+
+// TestParseAddressOneSlash checks unix:/PATH, which ParseAddress reads as
+// unix:///PATH, as the agent's --listen does.
+func TestParseAddressOneSlash(t *testing.T) {
+	got, err := ParseAddress("unix:/run/vcomlink.sock")
+	if err != nil {
+		t.Fatalf("ParseAddress: %v", err)
+	}
+	if want := (Address{Network: "unix", Path: "/run/vcomlink.sock"}); got != want {
+		t.Errorf("ParseAddress = %+v, want %+v", got, want)
+	}
+	if s, want := got.String(), "unix:///run/vcomlink.sock"; s != want {
+		t.Errorf("String() = %q, want %q", s, want)
 	}
 }
 

@@ -32,7 +32,21 @@ func (r *ReadNVResult) Certificate() (*x509.Certificate, error) {
 	return ParseCertificate(r.Data)
 }
 
+// CertificateError is data that ParseCertificate cannot parse as a DER
+// certificate.
+type CertificateError struct {
+	// Err is the reason, such as a first byte other than the 0x30 of a
+	// DER SEQUENCE.
+	Err error
+}
+
+// Error returns the reason, in the terms of data read from an NV index.
+func (e *CertificateError) Error() string { return "NV data is not a certificate: " + e.Err.Error() }
+
+func (e *CertificateError) Unwrap() error { return e.Err }
+
 // ParseCertificate parses a DER X.509 certificate stored in an NV index.
+// Its errors are of type *CertificateError.
 //
 // NV indices are often larger than the certificate they contain, and the
 // rest is padding. ParseCertificate reads the length from the DER header,
@@ -41,7 +55,7 @@ func (r *ReadNVResult) Certificate() (*x509.Certificate, error) {
 func ParseCertificate(data []byte) (*x509.Certificate, error) {
 	size, err := derSize(data)
 	if err != nil {
-		return nil, fmt.Errorf("NV data is not a certificate: %w", err)
+		return nil, &CertificateError{Err: err}
 	}
 
 	padding := data[size:]
@@ -49,8 +63,8 @@ func ParseCertificate(data []byte) (*x509.Certificate, error) {
 		fill := padding[0]
 		for _, b := range padding {
 			if (fill != 0x00 && fill != 0xFF) || b != fill {
-				return nil, fmt.Errorf("NV data is not a certificate: the %d bytes after the %d-byte certificate are not 0x00 or 0xFF padding",
-					len(padding), size)
+				return nil, &CertificateError{Err: fmt.Errorf("the %d bytes after the %d-byte certificate are not 0x00 or 0xFF padding",
+					len(padding), size)}
 			}
 		}
 	}
@@ -59,7 +73,7 @@ func ParseCertificate(data []byte) (*x509.Certificate, error) {
 	// negative serial number unless GODEBUG contains x509negativeserial=1.
 	cert, err := x509.ParseCertificate(data[:size])
 	if err != nil {
-		return nil, fmt.Errorf("NV data is not a certificate: %w", err)
+		return nil, &CertificateError{Err: err}
 	}
 	return cert, nil
 }

@@ -5,6 +5,7 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"errors"
 	"strings"
 	"testing"
 )
@@ -57,6 +58,10 @@ func TestParseCertificate(t *testing.T) {
 			}
 			if !strings.Contains(err.Error(), tc.want) {
 				t.Errorf("ParseCertificate error %q does not contain %q", err, tc.want)
+			}
+			var certErr *CertificateError
+			if !errors.As(err, &certErr) {
+				t.Errorf("ParseCertificate error %q is not a *CertificateError", err)
 			}
 		})
 	}

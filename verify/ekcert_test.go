@@ -25,6 +25,13 @@ type testCA struct {
 
 func newCA(t *testing.T, name string, parent *testCA) *testCA {
 	t.Helper()
+	return newIssuer(t, name, parent, true, x509.KeyUsageCertSign)
+}
+
+// newIssuer makes a certificate that issues EK certificates in a test,
+// with the given basicConstraints CA flag and keyUsage (0 for none).
+func newIssuer(t *testing.T, name string, parent *testCA, isCA bool, usage x509.KeyUsage) *testCA {
+	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		t.Fatal(err)
@@ -34,9 +41,9 @@ func newCA(t *testing.T, name string, parent *testCA) *testCA {
 		Subject:               pkix.Name{CommonName: name},
 		NotBefore:             time.Now().Add(-time.Hour),
 		NotAfter:              time.Now().Add(time.Hour),
-		KeyUsage:              x509.KeyUsageCertSign,
+		KeyUsage:              usage,
 		BasicConstraintsValid: true,
-		IsCA:                  true,
+		IsCA:                  isCA,
 	}
 	issuer, signer := template, crypto.Signer(key)
 	if parent != nil {
@@ -146,6 +153,17 @@ func TestVerifyEKCert(t *testing.T) {
 
 	unknownCritical := pkix.Extension{Id: asn1.ObjectIdentifier{1, 2, 3, 4}, Critical: true, Value: []byte{0x05, 0x00}}
 
+	// Issuers that crypto/x509 accepts as roots but a trust anchor must not
+	// be.
+	leafPool := x509.NewCertPool()
+	leafPool.AddCert(leaf)
+	notCA := newIssuer(t, "not a CA", nil, false, x509.KeyUsageCertSign)
+	noCertSign := newIssuer(t, "CA without keyCertSign", nil, true, x509.KeyUsageCRLSign)
+	noKeyUsage := newIssuer(t, "CA without keyUsage", nil, true, 0)
+	underNotCA := newCA(t, "intermediate under a non-CA", notCA)
+	bothRoots := root.pool()
+	bothRoots.AddCert(leaf)
+
 	for _, tc := range []struct {
 		name          string
 		ek            *tpm2.TPMTPublic
@@ -167,6 +185,14 @@ func TestVerifyEKCert(t *testing.T) {
 		{"other EK", k.eccEK.public, leaf, root.pool(), nil, "public key does not match the EK"},
 		{"unknown critical extension", k.rsaEK.public,
 			issueEKCert(t, root, k.rsaEK.public, valid, unknownCritical), root.pool(), nil, "unsupported critical extension 1.2.3.4"},
+		{"CA without keyUsage", k.rsaEK.public, issueEKCert(t, noKeyUsage, k.rsaEK.public, valid), noKeyUsage.pool(), nil, ""},
+		{"leaf as its own root", k.rsaEK.public, leaf, leafPool, nil, "cannot be its own trust anchor"},
+		{"leaf and its CA as roots", k.rsaEK.public, leaf, bothRoots, nil, "cannot be its own trust anchor"},
+		{"root that is not a CA", k.rsaEK.public, issueEKCert(t, notCA, k.rsaEK.public, valid), notCA.pool(), nil, "chain"},
+		{"root without keyCertSign", k.rsaEK.public,
+			issueEKCert(t, noCertSign, k.rsaEK.public, valid), noCertSign.pool(), nil, "chain"},
+		{"intermediate under non-CA root", k.rsaEK.public,
+			issueEKCert(t, underNotCA, k.rsaEK.public, valid), notCA.pool(), []*x509.Certificate{underNotCA.cert}, "chain"},
 		{"certificate missing", k.rsaEK.public, nil, root.pool(), nil, "EK certificate is missing"},
 		{"EK missing", nil, leaf, root.pool(), nil, "public area is missing"},
 	} {

@@ -11,9 +11,10 @@ import (
 )
 
 const activatecredAbout = `Recovers the secret of a credential that a verifier made for the host's EK
-and the attestation key --aik, with TPM2_ActivateCredential. The TPM
+and the attestation key at HANDLE, with TPM2_ActivateCredential. The TPM
 recovers it only if the EK and a key with the Name that the verifier used
-are both in this TPM.
+are both in this TPM. HANDLE is in hex (0x81000003) or decimal, and may
+also be given as --aik. Without either, it is 0x81000003.
 
 Give the credential in one of two forms:
   - --credential-file: the file that tpm2_makecredential (tpm2-tools 5.4)
@@ -24,16 +25,29 @@ Give the credential in one of two forms:
     writes them.`
 
 func runActivateCred(args []string, stdout, stderr io.Writer) int {
-	c := newCLI("activatecred", "", 0, activatecredAbout, guestExitStatuses)
-	aik := handleFlag(vcom.HandleAIK)
-	c.fs.Var(&aik, "aik", "`HANDLE` of the attestation key that the credential names, in hex or decimal")
+	c := newCLI("activatecred", "[HANDLE]", 1, activatecredAbout, guestExitStatuses)
+	c.minArgs = 0
+	aikFlag := handleFlag(vcom.HandleAIK)
+	c.fs.Var(&aikFlag, "aik", "`HANDLE` of the attestation key that the credential names, in hex or decimal, "+
+		"as an alternative to the HANDLE argument")
 	credentialFile := c.fs.String("credential-file", "", "`FILE` with the credential in the tpm2-tools format, or - for standard input")
 	credPath := c.fs.String("cred", "", "`FILE` with the TPM2B_ID_OBJECT, used with --secret")
 	secretPath := c.fs.String("secret", "", "`FILE` with the TPM2B_ENCRYPTED_SECRET, used with --cred")
 	g := addGuestFlags(c, "raw is the recovered secret's bytes. json is the response message: secret in hex.",
 		"json", "raw")
 
-	return c.run(args, stdout, stderr, func([]string) error {
+	return c.run(args, stdout, stderr, func(positional []string) error {
+		aik := uint32(aikFlag)
+		if len(positional) == 1 {
+			handle, err := parseHandleArg("HANDLE", exampleKeyHandle, positional[0])
+			if err != nil {
+				return err
+			}
+			if c.isSet("aik") && handle != aik {
+				return usagef("HANDLE 0x%08x and --aik 0x%08x name different keys: give the attestation key once", handle, aik)
+			}
+			aik = handle
+		}
 		cred, secret, err := readCredential(*credentialFile, *credPath, *secretPath)
 		if err != nil {
 			return err
@@ -41,7 +55,7 @@ func runActivateCred(args []string, stdout, stderr io.Writer) int {
 
 		var result *client.ActivateCredentialResult
 		err = g.call(func(ctx context.Context, cl *client.Client) error {
-			result, err = cl.ActivateCredential(ctx, uint32(aik), cred, secret)
+			result, err = cl.ActivateCredential(ctx, aik, cred, secret)
 			return err
 		})
 		if err != nil {

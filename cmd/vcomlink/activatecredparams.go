@@ -20,7 +20,7 @@ func runActivateCredParams(args []string, stdout, stderr io.Writer) int {
 		"json", "raw")
 
 	return c.run(args, stdout, stderr, func(positional []string) error {
-		handle, err := parseHandleArg("HANDLE", positional[0])
+		handle, err := parseHandleArg("HANDLE", exampleKeyHandle, positional[0])
 		if err != nil {
 			return err
 		}

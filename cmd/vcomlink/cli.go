@@ -21,6 +21,10 @@ const (
 	exitTransport = 4
 )
 
+// exitKeyOut is the exit status of verify-certify when the check passed but
+// --key-out could not be written.
+const exitKeyOut = 3
+
 // guestExitStatuses and verifierExitStatuses end the help of the guest and
 // the verifier commands.
 const (
@@ -61,33 +65,62 @@ type cli struct {
 	args    string // the positional arguments in the usage line
 	about   string // what the command does, printed under the usage line
 	details string // printed after the flags: formats and exit statuses
-	nargs   int    // the number of positional arguments
+	minArgs int    // the minimum number of positional arguments
+	maxArgs int    // the maximum number of positional arguments
 	fs      *flag.FlagSet
 }
 
+// newCLI returns the command line of a command that takes nargs positional
+// arguments. A command whose arguments may be left out sets minArgs.
 func newCLI(name, args string, nargs int, about, details string) *cli {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	fs.Usage = func() {}
-	return &cli{name: name, args: args, nargs: nargs, about: about, details: details, fs: fs}
+	return &cli{name: name, args: args, minArgs: nargs, maxArgs: nargs, about: about, details: details, fs: fs}
+}
+
+// isSet reports whether the command line set the flag name.
+func (c *cli) isSet(name string) bool {
+	set := false
+	c.fs.Visit(func(f *flag.Flag) {
+		if f.Name == name {
+			set = true
+		}
+	})
+	return set
 }
 
 // run parses args and calls body with the positional arguments. It prints
 // the help for -h or --help, and the error that parse or body returns, as
 // one line, and returns the exit status.
 func (c *cli) run(args []string, stdout, stderr io.Writer, body func(positional []string) error) int {
+	positional, status, ok := c.start(args, stdout, stderr)
+	if !ok {
+		return status
+	}
+	if err := body(positional); err != nil {
+		return c.printError(stderr, err)
+	}
+	return exitOK
+}
+
+// start parses args for a command that reports its own result, as the
+// demo does. When ok is false, start has printed the help for -h or
+// --help, or the usage error, and the command ends with status.
+func (c *cli) start(args []string, stdout, stderr io.Writer) (positional []string, status int, ok bool) {
 	positional, err := c.parse(args)
 	if errors.Is(err, flag.ErrHelp) {
 		c.printHelp(stdout)
-		return exitOK
+		return nil, exitOK, false
 	}
-	if err == nil {
-		err = body(positional)
+	if err != nil {
+		return nil, c.printError(stderr, err), false
 	}
-	if err == nil {
-		return exitOK
-	}
+	return positional, exitOK, true
+}
 
+// printError prints err as one line and returns its exit status.
+func (c *cli) printError(stderr io.Writer, err error) int {
 	message := strings.ReplaceAll(err.Error(), "\n", " ")
 	fmt.Fprintf(stderr, "vcomlink %s: %s\n", c.name, message)
 	return exitStatus(err)
@@ -96,11 +129,14 @@ func (c *cli) run(args []string, stdout, stderr io.Writer, body func(positional 
 // exitStatus returns the exit status for an error of a command.
 func exitStatus(err error) int {
 	var usage *usageError
+	var keyOut *keyOutError
 	var status *client.StatusError
 	var transport *client.TransportError
 	switch {
 	case errors.As(err, &usage):
 		return exitUsage
+	case errors.As(err, &keyOut):
+		return exitKeyOut
 	case errors.As(err, &status):
 		return exitRefused
 	case errors.As(err, &transport):
@@ -134,8 +170,8 @@ func (c *cli) parse(args []string) ([]string, error) {
 		args = rest[1:]
 	}
 
-	if len(positional) != c.nargs {
-		if c.nargs == 0 {
+	if len(positional) < c.minArgs || len(positional) > c.maxArgs {
+		if c.maxArgs == 0 {
 			return nil, usagef("unexpected argument %q (see vcomlink %s --help)", positional[0], c.name)
 		}
 		return nil, usagef("expected %s, got %d arguments (see vcomlink %s --help)", c.args, len(positional), c.name)
@@ -159,7 +195,13 @@ func (c *cli) printHelp(w io.Writer) {
 	if c.args != "" {
 		usage += " " + c.args
 	}
-	fmt.Fprintf(w, "Usage: %s [flags]\n\n%s\n\nFlags:\n", usage, c.about)
+	hasFlags := false
+	c.fs.VisitAll(func(*flag.Flag) { hasFlags = true })
+	if !hasFlags {
+		fmt.Fprintf(w, "Usage: %s\n\n%s\n", usage, c.about)
+	} else {
+		fmt.Fprintf(w, "Usage: %s [flags]\n\n%s\n\nFlags:\n", usage, c.about)
+	}
 	c.fs.VisitAll(func(f *flag.Flag) {
 		valueName, text := flag.UnquoteUsage(f)
 		line := "  --" + f.Name

@@ -137,6 +137,18 @@ func checkOpenSSLEKCert(t *testing.T, a agentUnderTest) {
 	if r.code == 0 {
 		t.Errorf("openssl verify against another CA: exit status 0, output %q", r.stdout)
 	}
+
+	// The EK certificate (CA:FALSE) is no trust anchor for itself, for
+	// OpenSSL and for verify-ekcert alike.
+	r = runTool(t, dir, nil, "openssl", "openssl", "verify", "-CAfile", cert, cert)
+	if r.code == 0 {
+		t.Errorf("openssl verify with the EK certificate as CA: exit status 0, output %q", r.stdout)
+	}
+	ek := writeTemp(t, dir, "ek.pem", mustRunCLI(t, nil, "getpub", "0x81000001", "--format", "pem", "--connect", a.connect))
+	ours := runCLI(t, nil, "verify-ekcert", "--ek", ek, "--cert", cert, "--ca", cert)
+	if ours.code != exitFailure {
+		t.Errorf("verify-ekcert with the EK certificate as CA: exit status %d, want %d; stdout %q", ours.code, exitFailure, ours.stdout)
+	}
 }
 
 // checkTPM2MakeCredential has tpm2_makecredential make credentials for the
@@ -325,10 +337,6 @@ func attributeNames(a tpm2.TPMAObject) string {
 // swtpm serves one connection at a time, so no agent runs here.
 func TestTPM2ActivateCredential(t *testing.T) {
 	sw := swtpmtest.Start(t)
-	// The swtpm TCTI of libtss2 finds the control socket at SOCKET.ctrl.
-	if err := os.Symlink(sw.CtrlPath, sw.SocketPath+".ctrl"); err != nil {
-		t.Fatal(err)
-	}
 	env := []string{"TPM2TOOLS_TCTI=swtpm:path=" + sw.SocketPath}
 	dir := t.TempDir()
 	tool := func(name string, args ...string) string {

@@ -6,13 +6,13 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/x509"
-	"errors"
-	"flag"
+	"encoding/hex"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/vcomlink/vcomlink/api/vcom"
@@ -28,26 +28,19 @@ import (
 // demoTimeout bounds the whole demo, so that a fault never leaves it hanging.
 const demoTimeout = 2 * time.Minute
 
+const demoAbout = `Starts the agent with the embedded TPM simulator on a temporary Unix socket,
+then plays the guest and the remote verifier: it checks the EK certificate,
+verifies signatures, activates a credential and verifies a certification.
+It needs no TPM and no VM. Each step and its result go to standard output.`
+
+const demoExitStatuses = `Exit status: 0 every step verified; 1 a step failed (FAILED and the reason
+go to standard output); 2 invalid command line.`
+
 func runDemo(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	verbose := fs.Bool("verbose", false, "also print the agent's debug log to standard error")
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "Usage: vcomlink demo [--verbose]")
-		fmt.Fprintln(stderr)
-		fmt.Fprintln(stderr, "Starts the agent with the embedded TPM simulator on a temporary Unix socket, then")
-		fmt.Fprintln(stderr, "plays the guest and the remote verifier: it checks the EK certificate, verifies")
-		fmt.Fprintln(stderr, "signatures, activates a credential and verifies a certification. It needs no TPM")
-		fmt.Fprintln(stderr, "and no VM, and exits with status 1 if any step fails.")
-		fmt.Fprintln(stderr)
-		fmt.Fprintln(stderr, "Flags:")
-		fs.PrintDefaults()
-	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return exitOK
-		}
-		return exitUsage
+	c := newCLI("demo", "", 0, demoAbout, demoExitStatuses)
+	verbose := c.fs.Bool("verbose", false, "also print the agent's debug log to standard error")
+	if _, status, ok := c.start(args, stdout, stderr); !ok {
+		return status
 	}
 
 	level := slog.LevelWarn
@@ -181,7 +174,8 @@ func (d *demoRun) checkEKCertificate() error {
 	if err != nil {
 		return err
 	}
-	d.printf("readnv 0x%08x: %d bytes, certificate %q issued by %q", vcom.HandleEKCert, len(nv.Data), cert.Subject.String(), cert.Issuer.CommonName)
+	d.printf("readnv 0x%08x: %d bytes, a certificate issued by %q to %s",
+		vcom.HandleEKCert, len(nv.Data), cert.Issuer.CommonName, describeEKCertSubject(cert))
 	params, err := d.credParams()
 	if err != nil {
 		return err
@@ -193,6 +187,46 @@ func (d *demoRun) checkEKCertificate() error {
 	}
 	d.printf("verified: the certificate holds the EK's public key and chains to the run's CA")
 	return nil
+}
+
+// describeEKCertSubject names what an EK certificate certifies: its
+// subject, or the TPM that its subjectAltName names when the subject is
+// empty, as it often is in EK certificates.
+func describeEKCertSubject(cert *x509.Certificate) string {
+	if subject := cert.Subject.String(); subject != "" {
+		return fmt.Sprintf("%q", subject)
+	}
+	tpm, err := verify.ParseTPMIdentity(cert)
+	if err != nil {
+		return "an empty subject, as EK certificates often have"
+	}
+
+	manufacturer := tpm.Manufacturer
+	if text := vendorText(manufacturer); text != "" {
+		manufacturer += " (" + text + ")"
+	}
+	return fmt.Sprintf("the TPM of manufacturer %s, model %q, version %s", manufacturer, tpm.Model, tpm.Version)
+}
+
+// vendorText returns the ASCII text of a TPM manufacturer ID such as
+// "id:4D534654" (MSFT), or "" when the ID is not printable ASCII in that
+// form.
+func vendorText(id string) string {
+	digits, ok := strings.CutPrefix(id, "id:")
+	if !ok {
+		return ""
+	}
+	b, err := hex.DecodeString(digits)
+	if err != nil || len(b) != 4 {
+		return ""
+	}
+	text := strings.TrimRight(string(b), "\x00 ")
+	for _, c := range text {
+		if c < 0x20 || c > 0x7e {
+			return ""
+		}
+	}
+	return text
 }
 
 func (d *demoRun) signWithAIK() error {

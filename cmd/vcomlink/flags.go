@@ -4,9 +4,9 @@ import (
 	"bytes"
 	"fmt"
 	"os"
+	"strconv"
 	"strings"
-
-	"github.com/vcomlink/vcomlink/api/vcom"
+	"time"
 )
 
 // stringList is a flag that may be given several times.
@@ -26,17 +26,36 @@ func (l *stringList) Set(v string) error {
 	return nil
 }
 
-// handleFlag is a flag that holds a TPM handle in hex or decimal.
+// handleFlag is a flag that holds a persistent handle in hex or decimal,
+// as parseHandle reads it.
 type handleFlag uint32
 
 func (h *handleFlag) String() string { return fmt.Sprintf("0x%08x", uint32(*h)) }
 
 func (h *handleFlag) Set(v string) error {
-	parsed, err := vcom.ParseHandle(v)
+	parsed, err := parseHandle(v, exampleKeyHandle)
 	if err != nil {
 		return err
 	}
 	*h = handleFlag(parsed)
+	return nil
+}
+
+// durationFlag is a flag that holds a time.Duration, such as 30s. Package
+// flag's own duration flag returns only "parse error" for a value it rejects.
+type durationFlag time.Duration
+
+func (d *durationFlag) String() string { return time.Duration(*d).String() }
+
+func (d *durationFlag) Set(v string) error {
+	parsed, err := time.ParseDuration(v)
+	if err != nil {
+		if _, numberErr := strconv.ParseFloat(v, 64); numberErr == nil {
+			return fmt.Errorf("a duration needs a unit, such as %ss or %sm", v, v)
+		}
+		return fmt.Errorf("write a duration as a number and a unit, such as 30s, 1.5m or 1m30s")
+	}
+	*d = durationFlag(parsed)
 	return nil
 }
 
@@ -62,8 +81,8 @@ func (a authFlag) Set(v string) error {
 	h, known := hierarchyNames[name]
 	if !known {
 		var err error
-		if h, err = vcom.ParseHandle(name); err != nil {
-			return fmt.Errorf("invalid --auth %q: %v, or one of owner, endorsement, platform", v, err)
+		if h, err = parseHandle(name, exampleKeyHandle); err != nil {
+			return fmt.Errorf("invalid --auth %q: HANDLE %q: %v, or one of owner, endorsement, platform", v, name, err)
 		}
 	}
 	value, err := os.ReadFile(path)

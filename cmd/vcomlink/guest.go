@@ -15,25 +15,25 @@ import (
 type guestFlags struct {
 	connect string
 	format  *choiceFlag
-	timeout time.Duration
+	timeout durationFlag
 }
 
 // addGuestFlags adds --connect, --format and --timeout to c. formats are the
 // values of --format, the first being the default, and formatHelp describes
 // each of them.
 func addGuestFlags(c *cli, formatHelp string, formats ...string) *guestFlags {
-	g := &guestFlags{format: newChoiceFlag(formats...)}
+	g := &guestFlags{format: newChoiceFlag(formats...), timeout: durationFlag(client.DefaultTimeout)}
 	c.fs.StringVar(&g.connect, "connect", client.DefaultAddress,
-		"`URL` of the agent: vsock://CID:PORT (the host is CID 2), unix:///PATH or tcp://HOST:PORT")
+		"`URL` of the agent: vsock://CID:PORT (the host is CID 2), unix:///PATH (or unix:/PATH) or tcp://HOST:PORT")
 	c.fs.Var(g.format, "format", "`FORMAT` of the output: "+joinChoices(formats)+". "+formatHelp)
-	c.fs.DurationVar(&g.timeout, "timeout", client.DefaultTimeout,
+	c.fs.Var(&g.timeout, "timeout",
 		"time limit of the call to the agent, from the dial to the end of the response, as a `DURATION` such as 30s or 2m. 0 means no limit")
 	return g
 }
 
 // dial returns a client of the agent at --connect. It does not connect yet.
 func (g *guestFlags) dial() (*client.Client, error) {
-	c, err := client.New(g.connect, client.WithTimeout(g.timeout))
+	c, err := client.New(g.connect, client.WithTimeout(time.Duration(g.timeout)))
 	if errors.Is(err, client.ErrInvalidAddress) {
 		return nil, usagef("--connect: %v", err)
 	}

@@ -37,8 +37,9 @@ func TestGetPubFormats(t *testing.T) {
 		t.Errorf("json attributes = %v, want %d", got, wantAttributes)
 	}
 
-	// Decimal handle, and flags before the handle.
-	raw := mustRunCLI(t, nil, "getpub", "--connect", a.connect, "--format", "raw", "2164260867")
+	// Decimal handle, flags before the handle, and unix:/PATH with one slash.
+	oneSlash := "unix:" + strings.TrimPrefix(a.connect, "unix://")
+	raw := mustRunCLI(t, nil, "getpub", "--connect", oneSlash, "--format", "raw", "--timeout", "1m30s", "2164260867")
 	if !bytes.Equal(raw, tpm2.Marshal(aik.Public)) {
 		t.Errorf("raw = %x, want the AIK's TPMT_PUBLIC", raw)
 	}
@@ -128,6 +129,12 @@ func TestReadNVFormats(t *testing.T) {
 		t.Errorf("json data differs from raw")
 	}
 
+	// 29360130 is 0x01c00002 in decimal.
+	decimal := mustRunCLI(t, nil, "readnv", "29360130", "--format", "raw", "--connect", a.connect)
+	if !bytes.Equal(decimal, raw) {
+		t.Errorf("raw of the decimal index differs from raw of 0x01c00002")
+	}
+
 	out := mustRunCLI(t, nil, "readnv", "0x01c00002", "--format", "pem", "--connect", a.connect)
 	block, rest := pem.Decode(out)
 	if block == nil || block.Type != "CERTIFICATE" || len(rest) != 0 {
@@ -181,10 +188,32 @@ func TestActivateCredForms(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	raw := mustRunCLI(t, nil, "activatecred", "--credential-file", writeTemp(t, dir, "cred.blob", blob),
+	blobFile := writeTemp(t, dir, "cred.blob", blob)
+	raw := mustRunCLI(t, nil, "activatecred", "--credential-file", blobFile,
 		"--format", "raw", "--connect", a.connect)
 	if !bytes.Equal(raw, secret) {
 		t.Errorf("credential file: recovered %q, want %q", raw, secret)
+	}
+
+	// The handle as an argument, alone and with the same --aik.
+	for _, args := range [][]string{
+		{"activatecred", "0x81000003"},
+		{"activatecred", "2164260867", "--aik", "0x81000003"},
+	} {
+		args = append(args, "--credential-file", blobFile, "--format", "raw", "--connect", a.connect)
+		if raw := mustRunCLI(t, nil, args...); !bytes.Equal(raw, secret) {
+			t.Errorf("activatecred %q: recovered %q, want %q", args, raw, secret)
+		}
+	}
+
+	// The credential names the AIK, so activating it for the ECDH key
+	// fails, which shows that the argument chose the key.
+	r := runCLI(t, nil, "activatecred", "0x81000005", "--credential-file", blobFile, "--connect", a.connect)
+	if r.code != exitRefused {
+		t.Errorf("activatecred 0x81000005: exit status %d, want %d; stderr %q", r.code, exitRefused, r.stderr)
+	}
+	if !strings.Contains(string(r.stderr), "0x81000005") {
+		t.Errorf("activatecred 0x81000005: stderr %q does not name the handle", r.stderr)
 	}
 
 	out := mustRunCLI(t, nil, "activatecred", "--aik", "0x81000003",
@@ -209,6 +238,17 @@ func TestCertifyFormats(t *testing.T) {
 	}
 	if !bytes.Equal(certified.Name, a.p.ECDHKey.Name.Buffer) {
 		t.Errorf("certified Name = %x, want the ECDH key's", certified.Name)
+	}
+
+	// The longest nonce that the CLI and the agent take.
+	longest := strings.Repeat("a5", 64)
+	out = mustRunCLI(t, nil, "certify", "0x81000005", "--nonce", longest, "--connect", a.connect)
+	if err := unmarshalJSON(out, &rsp); err != nil {
+		t.Fatalf("json: %v\n%s", err, out)
+	}
+	longestBytes, _ := hex.DecodeString(longest)
+	if _, err := verify.VerifyCertify(&a.p.AIK.Public, longestBytes, &rsp); err != nil {
+		t.Errorf("certification with a 64-byte nonce: %v", err)
 	}
 
 	raw := mustRunCLI(t, nil, "certify", "0x81000005", "--format", "raw", "--connect", a.connect)
@@ -312,20 +352,40 @@ func TestGuestExitStatuses(t *testing.T) {
 		{"agent rejects NV index", []string{"readnv", "0x01600000", "--connect", c}, exitRefused, "403 Forbidden"},
 		{"handle not in the TPM", []string{"getpub", "0x81000099", "--connect", c}, exitRefused, "404 Not Found"},
 		{"digest of wrong size", []string{"sign", "0x81000005", "--in", message, "--connect", c}, exitRefused, "400 Bad Request"},
-		{"nonce too long", []string{"certify", "0x81000005", "--nonce", strings.Repeat("00", 65), "--connect", c}, exitRefused, "qualifying_data"},
+		{"nonce too long", []string{"certify", "0x81000005", "--nonce", strings.Repeat("00", 65), "--connect", c}, exitUsage,
+			"--nonce is 65 bytes, over the maximum of 64 bytes (128 hex digits)"},
 		{"certify with AIK on EK", []string{"certify", "0x81000001", "--connect", c}, exitRefused, "certifykey 0x81000001"},
 		{"agent not running", []string{"getpub", "0x81000003", "--connect", missingSocket}, exitTransport, "no such file or directory"},
 		{"handle not a number", []string{"getpub", "nope", "--connect", c}, exitUsage, `invalid HANDLE "nope"`},
 		{"handle too large", []string{"getpub", "0x100000000", "--connect", c}, exitUsage, `invalid HANDLE "0x100000000"`},
-		{"index not a number", []string{"readnv", "0xZZ", "--connect", c}, exitUsage, `invalid INDEX "0xZZ"`},
+		{"index not a number", []string{"readnv", "0xZZ", "--connect", c}, exitUsage, `invalid INDEX "0xZZ": write it in hex as 0x01c00002 or in decimal`},
+		{"key handle without 0x", []string{"getpub", "81000003", "--connect", c}, exitUsage,
+			`invalid HANDLE "81000003": it was read as decimal (0x04d3f643), which is neither a persistent nor an NV handle: write hex handles with 0x, as 0x81000003`},
+		{"sign handle without 0x", []string{"sign", "81000005", "--in", message, "--connect", c}, exitUsage, "as 0x81000005"},
+		{"certify handle without 0x", []string{"certify", "81000005", "--connect", c}, exitUsage, "as 0x81000005"},
+		{"params handle without 0x", []string{"activatecredparams", "81000003", "--connect", c}, exitUsage, "as 0x81000003"},
+		{"NV index without 0x", []string{"readnv", "01500000", "--connect", c}, exitUsage, "read as decimal (0x0016e360)"},
+		{"NV index with hex digits", []string{"readnv", "1c00002", "--connect", c}, exitUsage, `invalid INDEX "1c00002": write hex handles with 0x, as 0x01c00002`},
+		{"--aik without 0x", []string{"activatecred", "--aik", "81000003", "--credential-file", notBlob, "--connect", c}, exitUsage,
+			`invalid value "81000003" for flag --aik: it was read as decimal (0x04d3f643)`},
 		{"handle missing", []string{"getpub", "--connect", c}, exitUsage, "expected HANDLE, got 0 arguments"},
 		{"extra argument", []string{"certify", "1", "2", "--connect", c}, exitUsage, "expected HANDLE, got 2 arguments"},
-		{"argument to activatecred", []string{"activatecred", "0x81000003", "--connect", c}, exitUsage, `unexpected argument "0x81000003"`},
+		{"activatecred handle and other --aik", []string{"activatecred", "0x81000003", "--aik", "0x81000005", "--credential-file", notBlob, "--connect", c},
+			exitUsage, "HANDLE 0x81000003 and --aik 0x81000005 name different keys"},
+		{"activatecred handle and default --aik", []string{"activatecred", "0x81000005", "--aik", "0x81000003", "--credential-file", notBlob, "--connect", c},
+			exitUsage, "name different keys"},
+		{"activatecred two handles", []string{"activatecred", "0x81000003", "0x81000005", "--connect", c}, exitUsage, "expected [HANDLE], got 2 arguments"},
+		{"activatecred invalid handle", []string{"activatecred", "81000003", "--credential-file", notBlob, "--connect", c}, exitUsage, `invalid HANDLE "81000003"`},
 		{"unknown flag", []string{"getpub", "1", "--bogus", "--connect", c}, exitUsage, "flag provided but not defined: --bogus"},
 		{"unknown format", []string{"getpub", "1", "--format", "der", "--connect", c}, exitUsage, "use json, raw or pem"},
 		{"pem for sign", []string{"sign", "1", "--format", "pem", "--in", message, "--connect", c}, exitUsage, "use json or raw"},
 		{"invalid address", []string{"getpub", "1", "--connect", "vsock://2"}, exitUsage, "--connect: invalid address"},
-		{"invalid timeout", []string{"getpub", "1", "--timeout", "soon", "--connect", c}, exitUsage, "--timeout"},
+		{"address with vm", []string{"getpub", "1", "--connect", c + "?vm=x"}, exitUsage, `unexpected query "?vm=x": vm=NAME belongs to the agent's --listen address`},
+		{"relative socket path", []string{"getpub", "1", "--connect", "unix:v.sock"}, exitUsage, "expected unix:///absolute/path"},
+		{"invalid timeout", []string{"getpub", "1", "--timeout", "soon", "--connect", c}, exitUsage,
+			`invalid value "soon" for flag --timeout: write a duration as a number and a unit, such as 30s`},
+		{"timeout without unit", []string{"getpub", "1", "--timeout", "5", "--connect", c}, exitUsage,
+			`invalid value "5" for flag --timeout: a duration needs a unit, such as 5s or 5m`},
 		{"sign without --in", []string{"sign", "0x81000003", "--connect", c}, exitUsage, "missing --in FILE"},
 		{"sign missing file", []string{"sign", "0x81000003", "--in", dir + "/none", "--connect", c}, exitUsage, "no such file or directory"},
 		{"sign data too large", []string{"sign", "0x81000003", "--in", tooLarge, "--connect", c}, exitUsage, "over the agent's limit of 65536"},

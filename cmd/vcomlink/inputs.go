@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strconv"
 	"strings"
 
 	"github.com/vcomlink/vcomlink/api/vcom"
@@ -55,13 +56,59 @@ func parseHex(flag, s string) ([]byte, error) {
 	return b, nil
 }
 
-// parseHandleArg parses the positional argument that names a TPM handle.
-func parseHandleArg(argument, s string) (uint32, error) {
-	h, err := vcom.ParseHandle(s)
+// Handle types of TPM 2.0 Part 2 (TPM_HT), the top byte of a handle, that
+// guests use.
+const (
+	handleTypeNVIndex    = 0x01
+	handleTypePersistent = 0x81
+)
+
+// Example handles for messages about invalid handles.
+const (
+	exampleKeyHandle = vcom.HandleAIK
+	exampleNVIndex   = vcom.HandleEKCert
+)
+
+// parseHandleArg parses the positional argument that names a TPM handle,
+// with parseHandle. example is a handle of the type the command expects.
+func parseHandleArg(argument string, example uint32, s string) (uint32, error) {
+	h, err := parseHandle(s, example)
 	if err != nil {
-		return 0, usagef("invalid %s %q: write it in hex as 0x81000003 or in decimal", argument, s)
+		return 0, usagef("invalid %s %q: %v", argument, s, err)
 	}
 	return h, nil
+}
+
+// parseHandle parses a TPM handle in hex with a 0x prefix or in decimal.
+// It rejects a decimal value that is neither a persistent nor an NV handle
+// when the same digits read as hex would be one, such as 81000003, because
+// that value is almost surely a hex handle whose 0x was left out. example
+// is a handle of the type the caller expects, for the messages.
+func parseHandle(s string, example uint32) (uint32, error) {
+	hasPrefix := strings.HasPrefix(s, "0x") || strings.HasPrefix(s, "0X")
+	asHex, hexErr := strconv.ParseUint(s, 16, 32)
+	looksHex := !hasPrefix && hexErr == nil
+
+	h, err := vcom.ParseHandle(s)
+	if err != nil {
+		if looksHex {
+			return 0, fmt.Errorf("write hex handles with 0x, as 0x%08x", asHex)
+		}
+		return 0, fmt.Errorf("write it in hex as 0x%08x or in decimal", example)
+	}
+
+	if looksHex && !isGuestHandle(h) && isGuestHandle(uint32(asHex)) {
+		return 0, fmt.Errorf("it was read as decimal (0x%08x), which is neither a persistent nor an NV handle: "+
+			"write hex handles with 0x, as 0x%08x", h, asHex)
+	}
+	return h, nil
+}
+
+// isGuestHandle reports whether h is a persistent handle or an NV index,
+// the two handle types that the guest operations take.
+func isGuestHandle(h uint32) bool {
+	handleType := h >> 24
+	return handleType == handleTypePersistent || handleType == handleTypeNVIndex
 }
 
 // writeFile writes data to path. A new file gets mode 0644, and an existing

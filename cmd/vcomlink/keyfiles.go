@@ -7,6 +7,7 @@ import (
 	"crypto/x509"
 	"encoding/binary"
 	"encoding/pem"
+	"errors"
 
 	"github.com/google/go-tpm/tpm2"
 
@@ -101,8 +102,12 @@ func readCertificates(flag, path string) ([]*x509.Certificate, error) {
 
 	if block, _ := pem.Decode(data); block == nil {
 		cert, err := client.ParseCertificate(data)
+		var certErr *client.CertificateError
+		if errors.As(err, &certErr) {
+			err = certErr.Err // without the words about NV data
+		}
 		if err != nil {
-			return nil, usagef("--%s: %s is neither PEM nor a DER certificate: %v", flag, path, err)
+			return nil, usagef("--%s: %s is not a PEM or DER certificate: %v", flag, path, err)
 		}
 		return []*x509.Certificate{cert}, nil
 	}

@@ -51,18 +51,53 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return exitUsage
 	}
 	name := args[0]
-	if name == "-h" || name == "--help" || name == "help" {
+	switch name {
+	case "-h", "--help":
 		usage(stdout)
 		return exitOK
+	case "-v", "--version":
+		return runVersion(args[1:], stdout, stderr)
+	case "help":
+		return runHelp(args[1:], stdout, stderr)
 	}
-	for _, c := range commands() {
-		if c.name == name {
-			return c.run(args[1:], stdout, stderr)
-		}
+	if c, ok := findCommand(name); ok {
+		return c.run(args[1:], stdout, stderr)
 	}
 	fmt.Fprintf(stderr, "vcomlink: unknown command %q\n\n", name)
 	usage(stderr)
 	return exitUsage
+}
+
+func findCommand(name string) (command, bool) {
+	for _, c := range commands() {
+		if c.name == name {
+			return c, true
+		}
+	}
+	return command{}, false
+}
+
+// runHelp prints the general help, or with one argument the help of that
+// command, to standard output.
+func runHelp(args []string, stdout, stderr io.Writer) int {
+	switch len(args) {
+	case 0:
+		usage(stdout)
+		return exitOK
+	case 1:
+	default:
+		fmt.Fprintf(stderr, "vcomlink help: expected one COMMAND, got %d arguments\n", len(args))
+		return exitUsage
+	}
+
+	c, ok := findCommand(args[0])
+	if !ok {
+		fmt.Fprintf(stderr, "vcomlink help: unknown command %q\n\n", args[0])
+		usage(stderr)
+		return exitUsage
+	}
+	// serve prints its help to its standard error, so both go to stdout.
+	return c.run([]string{"--help"}, stdout, stdout)
 }
 
 func usage(w io.Writer) {
@@ -79,5 +114,6 @@ func usage(w io.Writer) {
 		fmt.Fprintf(w, "  %-*s  %s\n", width, c.name, c.summary)
 	}
 	fmt.Fprintln(w)
-	fmt.Fprintln(w, "Run vcomlink COMMAND --help for the flags of a command.")
+	fmt.Fprintln(w, "Run vcomlink help COMMAND, or vcomlink COMMAND --help, for the flags of a")
+	fmt.Fprintln(w, "command, and vcomlink --version for the version.")
 }

@@ -241,6 +241,19 @@ func checkSixOperations(t *testing.T, socket string, ca *x509.Certificate) {
 	if err := verify.VerifyEKCert(ekPub, cert, roots); err != nil {
 		t.Errorf("EK certificate: %v", err)
 	}
+	tpm, err := verify.ParseTPMIdentity(cert)
+	if err != nil {
+		t.Fatalf("EK certificate: %v", err)
+	}
+	if !strings.HasPrefix(tpm.Manufacturer, "id:") {
+		t.Errorf("EK certificate names the TPM manufacturer %q, want id: and hex digits", tpm.Manufacturer)
+	}
+	if tpm.Model == "" {
+		t.Error("EK certificate names no TPM model")
+	}
+	if !strings.HasPrefix(tpm.Version, "id:") {
+		t.Errorf("EK certificate names the TPM version %q, want id: and hex digits", tpm.Version)
+	}
 	secret := make([]byte, 32)
 	rand.Read(secret)
 	cred, encSecret, err := verify.MakeCredential(rand.Reader, ekPub, params.AikName, secret)
@@ -382,6 +395,8 @@ func TestUsageErrors(t *testing.T) {
 		{"serve", "--listen", "tcp://0.0.0.0:80"},
 		{"serve", "--tpm", "relative/path"},
 		{"serve", "--ek-handle", "nope"},
+		{"serve", "--ek-handle", "81000001"},
+		{"serve", "--auth", "81000005=/dev/null"},
 		{"serve", "--auth", "0x81000005"},
 		{"serve", "--log-level", "loud"},
 		{"serve", "extra"},
@@ -405,6 +420,12 @@ func TestDemo(t *testing.T) {
 	out := stdout.String()
 	if !strings.Contains(out, "All steps verified.") {
 		t.Errorf("demo output lacks the final verdict:\n%s", out)
+	}
+	if !strings.Contains(out, `to the TPM of manufacturer id:`) {
+		t.Errorf("demo output does not name the TPM of the EK certificate:\n%s", out)
+	}
+	if strings.Contains(out, `certificate ""`) {
+		t.Errorf("demo output prints the EK certificate's empty subject:\n%s", out)
 	}
 	scanner := bufio.NewScanner(strings.NewReader(out))
 	steps := 0

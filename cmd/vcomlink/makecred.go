@@ -2,6 +2,7 @@ package main
 
 import (
 	"crypto/rand"
+	"encoding/binary"
 	"encoding/hex"
 	"fmt"
 	"io"
@@ -52,7 +53,8 @@ func runMakeCred(args []string, stdout, stderr io.Writer) int {
 	nameHex := c.fs.String("name", "", "Name in `HEX` of the key that the credential names")
 	secretPath := c.fs.String("secret", "", "`FILE` with the credential's secret, or - for standard input: 1 byte up to "+
 		"the size of a digest of the EK's nameAlg (32 bytes for SHA256) (required)")
-	out := c.fs.String("out", "", "`OUT` file to write, or the prefix of the two files of --format wire (required)")
+	out := c.fs.String("out", "", "`OUT` file to write, or - for standard output, or the prefix of the two files of "+
+		"--format wire (required). With -, the line that names the credential goes to standard error")
 	format := newChoiceFlag("tpm2-tools", "wire")
 	c.fs.Var(format, "format", "`FORMAT` of the output: tpm2-tools or wire (see Formats)")
 
@@ -72,17 +74,27 @@ func runMakeCred(args []string, stdout, stderr io.Writer) int {
 		if *out == "" {
 			return usagef("missing --out FILE")
 		}
+		if *out == "-" && format.value == "wire" {
+			return usagef("--out - (standard output) takes one file, but --format wire writes two, OUT.cred and OUT.secret: " +
+				"give a path prefix, or use --format tpm2-tools")
+		}
 
 		cred, encSecret, err := verify.MakeCredential(rand.Reader, ek, name, secret)
 		if err != nil {
 			return usagef("%v", err)
 		}
 
-		written, err := writeCredential(format.value, *out, cred, encSecret)
+		written, err := writeCredential(stdout, format.value, *out, cred, encSecret)
 		if err != nil {
 			return err
 		}
-		fmt.Fprintf(stdout, "wrote %s: credential for the Name %x\n", written, name[2:])
+
+		// The credential itself may be on standard output.
+		summary := stdout
+		if *out == "-" {
+			summary = stderr
+		}
+		fmt.Fprintf(summary, "wrote %s: credential for the Name %x\n", written, name[2:])
 		return nil
 	})
 }
@@ -139,14 +151,56 @@ func readCredentialName(aikPath, nameHex string) ([]byte, error) {
 	// Without the size prefix, the Name begins with its nameAlg.
 	prefixed := appendTPM2B(nil, b)
 	if _, err := verify.ParseName(prefixed); err != nil {
-		return nil, usagef("invalid --name %s: %v", hex.EncodeToString(b), err)
+		return nil, usagef("invalid --name %s: %s", hex.EncodeToString(b), describeInvalidName(b))
 	}
 	return prefixed, nil
 }
 
-// writeCredential writes the credential in format, and returns the names
-// of the files it wrote.
-func writeCredential(format, out string, cred, encSecret []byte) (string, error) {
+// describeInvalidName explains what is wrong with b, which is neither a Name
+// nor a TPM2B_NAME. It takes b as a TPM2B_NAME when its third and fourth
+// bytes are a nameAlg, and as a Name when its first two are.
+func describeInvalidName(b []byte) string {
+	const forms = "give a Name (nameAlg, such as 000b for SHA256, then the digest) or a TPM2B_NAME " +
+		"(the Name's 2-byte size, then the Name)"
+	if len(b) < 4 {
+		return "it is too short for a Name: " + forms
+	}
+
+	if alg, size, ok := nameAlgorithm(b[2:4]); ok {
+		prefix := int(binary.BigEndian.Uint16(b))
+		if prefix != len(b)-2 {
+			return fmt.Sprintf("it begins with the size of a TPM2B_NAME, %d bytes, but %d bytes follow: "+
+				"the Name is truncated or has extra bytes (a %s Name is %d bytes)", prefix, len(b)-2, alg, 2+size)
+		}
+		return fmt.Sprintf("the TPM2B_NAME has a %d-byte digest, but its nameAlg %s produces %d bytes",
+			len(b)-4, alg, size)
+	}
+
+	if alg, size, ok := nameAlgorithm(b[0:2]); ok {
+		return fmt.Sprintf("the Name has a %d-byte digest, but its nameAlg %s produces %d bytes",
+			len(b)-2, alg, size)
+	}
+	return fmt.Sprintf("it begins with neither a nameAlg nor a size and a nameAlg: %s", forms)
+}
+
+// nameAlgorithm returns the name and digest size of the hash algorithm
+// whose TPM_ALG_ID is in b, and false when it is not a hash that a Name
+// may use.
+func nameAlgorithm(b []byte) (string, int, bool) {
+	name, err := verify.HashName(tpm2.TPMAlgID(binary.BigEndian.Uint16(b)))
+	if err != nil {
+		return "", 0, false
+	}
+	_, hash, err := verify.HashByName(name)
+	if err != nil {
+		return "", 0, false
+	}
+	return name, hash.Size(), true
+}
+
+// writeCredential writes the credential in format, to stdout when out is
+// "-", and returns the names of the files it wrote.
+func writeCredential(stdout io.Writer, format, out string, cred, encSecret []byte) (string, error) {
 	if format == "wire" {
 		if err := writeFile("out", out+".cred", cred); err != nil {
 			return "", err
@@ -160,6 +214,10 @@ func writeCredential(format, out string, cred, encSecret []byte) (string, error)
 	blob, err := verify.MarshalCredentialBlob(cred, encSecret)
 	if err != nil {
 		return "", err
+	}
+	if out == "-" {
+		_, err := stdout.Write(blob)
+		return "standard output", err
 	}
 	return out, writeFile("out", out, blob)
 }

@@ -19,7 +19,7 @@ func runReadNV(args []string, stdout, stderr io.Writer) int {
 		"json", "raw", "pem")
 
 	return c.run(args, stdout, stderr, func(positional []string) error {
-		index, err := parseHandleArg("INDEX", positional[0])
+		index, err := parseHandleArg("INDEX", exampleNVIndex, positional[0])
 		if err != nil {
 			return err
 		}

@@ -35,7 +35,7 @@ func runSign(args []string, stdout, stderr io.Writer) int {
 		"json", "raw")
 
 	return c.run(args, stdout, stderr, func(positional []string) error {
-		handle, err := parseHandleArg("HANDLE", positional[0])
+		handle, err := parseHandleArg("HANDLE", exampleKeyHandle, positional[0])
 		if err != nil {
 			return err
 		}

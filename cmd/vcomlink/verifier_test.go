@@ -84,6 +84,7 @@ func TestVerifyEKCert(t *testing.T) {
 	f := writeVerifierFiles(t, a)
 	otherCAFile := writeTemp(t, f.dir, "other-ca.pem", pemCertificate(selfSignedCA(t, a.p.CA.Certificate.Subject)))
 	chain := writeTemp(t, f.dir, "chain.pem", append(mustRead(t, f.ekCert), mustRead(t, f.ca)...))
+	report := writeTemp(t, f.dir, "report.txt", []byte("the guest's report\n"))
 
 	for _, tc := range []struct {
 		name string
@@ -98,11 +99,16 @@ func TestVerifyEKCert(t *testing.T) {
 		{"CA as intermediate", []string{"--ek", f.ekPub, "--cert", chain, "--ca", f.ca}, exitOK, "verified"},
 		{"without CA", []string{"--ek", f.ekPub, "--cert", f.ekCert}, exitOK, "Its chain was not checked"},
 		{"other CA", []string{"--ek", f.ekPub, "--cert", f.ekCert, "--ca", otherCAFile}, exitFailure, "verification failed: EK certificate: chain"},
+		{"EK certificate as CA", []string{"--ek", f.ekPub, "--cert", f.ekCert, "--ca", f.ekCert}, exitFailure, "cannot be its own trust anchor"},
+		{"EK certificate and CA as CAs", []string{"--ek", f.ekPub, "--cert", f.ekCert, "--ca", chain}, exitFailure, "cannot be its own trust anchor"},
 		{"other EK", []string{"--ek", f.ecdhPEM, "--cert", f.ekCert}, exitFailure, "public key does not match the EK"},
 		{"key that is not the EK", []string{"--ek", f.aikPub, "--cert", f.ekCert}, exitFailure, "public key does not match the EK"},
 		{"missing --ek", []string{"--cert", f.ekCert}, exitUsage, "missing --ek FILE"},
 		{"missing --cert", []string{"--ek", f.ekPub}, exitUsage, "missing --cert FILE"},
-		{"cert is a key", []string{"--ek", f.ekPub, "--cert", f.aikPub}, exitUsage, "is neither PEM nor a DER certificate"},
+		{"cert is a key", []string{"--ek", f.ekPub, "--cert", f.aikPub}, exitUsage, "aik.pub is not a PEM or DER certificate"},
+		{"cert is text", []string{"--ek", f.ekPub, "--cert", report}, exitUsage,
+			"--cert: " + report + " is not a PEM or DER certificate: data begins with 0x74, not a DER SEQUENCE (0x30)"},
+		{"CA is text", []string{"--ek", f.ekPub, "--cert", f.ekCert, "--ca", report}, exitUsage, "--ca: " + report + " is not a PEM or DER certificate"},
 		{"CA is a key", []string{"--ek", f.ekPub, "--cert", f.ekCert, "--ca", f.aikPEM}, exitUsage, `contains a PEM block "PUBLIC KEY"`},
 		{"EK is a certificate chain file", []string{"--ek", f.ekCertDER, "--cert", f.ekCert}, exitUsage, "is not a TPMT_PUBLIC, TPM2B_PUBLIC or PEM file"},
 	} {
@@ -185,6 +191,30 @@ func TestMakeCredActivates(t *testing.T) {
 	}
 }
 
+func TestMakeCredStandardOutput(t *testing.T) {
+	a := startTestAgent(t)
+	f := writeVerifierFiles(t, a)
+	secret := writeTemp(t, f.dir, "secret", []byte("0123456789abcdef0123456789abcdef"))
+	bareName := hex.EncodeToString(a.p.AIK.Name.Buffer)
+
+	r := runCLI(t, nil, "makecred", "--ek", f.ekPub, "--aik", f.aikPub, "--secret", secret, "--out", "-")
+	if r.code != exitOK {
+		t.Fatalf("exit status %d, want 0; stderr %q", r.code, r.stderr)
+	}
+	if want := "wrote standard output: credential for the Name " + bareName + "\n"; string(r.stderr) != want {
+		t.Errorf("stderr %q, want %q", r.stderr, want)
+	}
+	if _, err := os.Stat("-"); err == nil {
+		os.Remove("-")
+		t.Error("makecred --out - created a file named -")
+	}
+
+	recovered := mustRunCLI(t, r.stdout, "activatecred", "--credential-file", "-", "--format", "raw", "--connect", a.connect)
+	if !bytes.Equal(recovered, mustRead(t, secret)) {
+		t.Errorf("recovered %q from standard output, want the secret", recovered)
+	}
+}
+
 func TestMakeCredRejects(t *testing.T) {
 	a := startTestAgent(t)
 	f := writeVerifierFiles(t, a)
@@ -210,8 +240,20 @@ func TestMakeCredRejects(t *testing.T) {
 		{"EK file missing", []string{"--ek", f.dir + "/none", "--aik", f.aikPub, "--secret", secret, "--out", out}, "no such file or directory"},
 		{"AIK as PEM", []string{"--ek", f.ekPub, "--aik", f.aikPEM, "--secret", secret, "--out", out}, "no TPM attributes"},
 		{"Name not hex", []string{"--ek", f.ekPub, "--name", "000bzz", "--secret", secret, "--out", out}, `invalid --name "000bzz"`},
-		{"Name too short", []string{"--ek", f.ekPub, "--name", name[:len(name)-2], "--secret", secret, "--out", out}, "invalid --name"},
+		{"Name too short", []string{"--ek", f.ekPub, "--name", name[:len(name)-2], "--secret", secret, "--out", out},
+			"it begins with the size of a TPM2B_NAME, 34 bytes, but 33 bytes follow: the Name is truncated or has extra bytes (a SHA256 Name is 34 bytes)"},
+		{"Name cut after nameAlg", []string{"--ek", f.ekPub, "--name", "0022000b1234", "--secret", secret, "--out", out},
+			"invalid --name 0022000b1234: it begins with the size of a TPM2B_NAME, 34 bytes, but 4 bytes follow"},
+		{"bare Name too short", []string{"--ek", f.ekPub, "--name", "000b1234", "--secret", secret, "--out", out},
+			"the Name has a 2-byte digest, but its nameAlg SHA256 produces 32 bytes"},
+		{"TPM2B_NAME with short digest", []string{"--ek", f.ekPub, "--name", "0004000b1234", "--secret", secret, "--out", out},
+			"the TPM2B_NAME has a 2-byte digest, but its nameAlg SHA256 produces 32 bytes"},
+		{"Name of one byte", []string{"--ek", f.ekPub, "--name", "0b", "--secret", secret, "--out", out}, "invalid --name 0b: it is too short for a Name"},
+		{"Name of unknown nameAlg", []string{"--ek", f.ekPub, "--name", "12345678", "--secret", secret, "--out", out},
+			"it begins with neither a nameAlg nor a size and a nameAlg"},
 		{"unknown format", []string{"--ek", f.ekPub, "--aik", f.aikPub, "--secret", secret, "--out", out, "--format", "pem"}, "use tpm2-tools or wire"},
+		{"wire to standard output", []string{"--ek", f.ekPub, "--aik", f.aikPub, "--secret", secret, "--out", "-", "--format", "wire"},
+			"--out - (standard output) takes one file, but --format wire writes two"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			checkResult(t, runCLI(t, nil, append([]string{"makecred"}, tc.args...)...), exitUsage, tc.want)
@@ -357,7 +399,20 @@ func TestVerifyCertifyCases(t *testing.T) {
 		t.Error("--key-out is not the ECDH key")
 	}
 
-	r := runCLI(t, nil, "verify-certify", "--aik", f.aikPEM, "--nonce", nonce, "--in", jsonFile)
+	// A --key-out that cannot be written after the check passed.
+	unwritable := filepath.Join(dir, "no-such-dir", "certified.pem")
+	r := runCLI(t, nil, "verify-certify", "--aik", f.aikPub, "--nonce", nonce, "--in", jsonFile, "--key-out", unwritable)
+	if r.code != exitKeyOut {
+		t.Errorf("unwritable --key-out: exit status %d, want %d; stderr %q", r.code, exitKeyOut, r.stderr)
+	}
+	if !strings.HasPrefix(string(r.stdout), "verified: the attestation key certified") || strings.Count(string(r.stdout), "\n") != 1 {
+		t.Errorf("unwritable --key-out: stdout %q, want the verified line", r.stdout)
+	}
+	if want := "vcomlink verify-certify: --key-out: open " + unwritable + ": no such file or directory\n"; string(r.stderr) != want {
+		t.Errorf("unwritable --key-out: stderr %q, want %q", r.stderr, want)
+	}
+
+	r = runCLI(t, nil, "verify-certify", "--aik", f.aikPEM, "--nonce", nonce, "--in", jsonFile)
 	checkResult(t, r, exitOK, "verified")
 	if !strings.Contains(string(r.stderr), "restricted attribute and scheme were not checked") {
 		t.Errorf("a PEM AIK gives no note on standard error: %q", r.stderr)

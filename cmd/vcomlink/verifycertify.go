@@ -30,8 +30,15 @@ so these two checks are skipped, with a note on standard error.
 --in is the JSON of vcomlink certify --format json, or the output of
 certify --format raw. A file that is valid JSON is read as JSON.`
 
+// verifyCertifyExitStatuses ends the help of verify-certify, which has one
+// exit status more than the other verifier commands.
+const verifyCertifyExitStatuses = `Exit status: 0 verified; 1 verification failed (the reason goes to standard
+error); 2 invalid command line or input; 3 verified, but --key-out could not
+be written (the verified line goes to standard output, the reason to
+standard error).`
+
 func runVerifyCertify(args []string, stdout, stderr io.Writer) int {
-	c := newCLI("verify-certify", "", 0, verifyCertifyAbout, verifierExitStatuses)
+	c := newCLI("verify-certify", "", 0, verifyCertifyAbout, verifyCertifyExitStatuses)
 	aikPath := c.fs.String("aik", "", "`FILE` with the attestation key's public area or public key (required)")
 	nonceHex := c.fs.String("nonce", "", "`HEX` nonce that the verifier gave to certify. Empty means no nonce, and then the attestation's extraData must be empty")
 	in := c.fs.String("in", "", "`FILE` with the certification, or - for standard input (required)")
@@ -68,16 +75,26 @@ func runVerifyCertify(args []string, stdout, stderr io.Writer) int {
 			fmt.Fprintf(stderr, "vcomlink verify-certify: note: %s is a PEM key, so its restricted attribute and scheme were not checked\n", *aikPath)
 		}
 
-		if *keyOut != "" {
-			if err := writeCertifiedKey(*keyOut, certified); err != nil {
-				return err
-			}
-		}
 		fmt.Fprintf(stdout, "verified: the attestation key certified %s with the Name %x and the nonce %x\n",
 			describeKey(certified.PublicKey), certified.Name, certified.ExtraData)
+		if *keyOut != "" {
+			if err := writeCertifiedKey(*keyOut, certified); err != nil {
+				return &keyOutError{err}
+			}
+		}
 		return nil
 	})
 }
+
+// keyOutError is a failure to write --key-out after the check passed. The
+// command exits with exitKeyOut.
+type keyOutError struct {
+	err error
+}
+
+func (e *keyOutError) Error() string { return e.err.Error() }
+
+func (e *keyOutError) Unwrap() error { return e.err }
 
 // parseCertification reads the JSON or raw output of vcomlink certify.
 func parseCertification(b []byte) (*vcom.TpmResponseCertify, error) {
@@ -93,7 +110,7 @@ func parseCertification(b []byte) (*vcom.TpmResponseCertify, error) {
 
 func writeCertifiedKey(path string, certified *verify.Certified) error {
 	if certified.PublicKey == nil {
-		return usagef("--key-out: the certified object is not an RSA or ECC key, so it has no PEM form")
+		return fmt.Errorf("--key-out: the certified object is not an RSA or ECC key, so it has no PEM form")
 	}
 	der, err := x509.MarshalPKIXPublicKey(certified.PublicKey)
 	if err != nil {

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"flag"
 	"fmt"
 	"io"
 	"runtime/debug"
@@ -12,14 +11,17 @@ import (
 // version is set at build time with -ldflags "-X main.version=v1.2.3".
 var version = "devel"
 
+const versionAbout = `Prints the version of vcomlink and, where the build recorded them, the
+commit it was built from and the Go version. A binary built without cgo
+says that it lacks the embedded TPM simulator. vcomlink --version and
+vcomlink -v print the same.`
+
 func runVersion(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("version", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	if err := fs.Parse(args); err != nil {
-		return exitUsage
-	}
-	fmt.Fprintf(stdout, "vcomlink %s\n", versionString())
-	return exitOK
+	c := newCLI("version", "", 0, versionAbout, "")
+	return c.run(args, stdout, stderr, func([]string) error {
+		_, err := fmt.Fprintf(stdout, "vcomlink %s\n", versionString())
+		return err
+	})
 }
 
 func versionString() string {

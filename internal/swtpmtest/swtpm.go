@@ -39,7 +39,9 @@ type SWTPM struct {
 	// (swtpm --server type=unixio).
 	SocketPath string
 	// CtrlPath is the Unix socket of swtpm's control channel
-	// (swtpm --ctrl type=unixio).
+	// (swtpm --ctrl type=unixio). It is SocketPath with ".ctrl" appended,
+	// because the swtpm TCTI of tpm2-tools (swtpm:path=SocketPath) looks
+	// for it there.
 	CtrlPath string
 	// StateDir is the TPM state directory. After Start, it also contains
 	// ca.pem, ca-key.pem, ek-cert.pem and device-cert.pem from
@@ -111,9 +113,10 @@ func newSWTPM(t testing.TB) *SWTPM {
 	}
 	t.Cleanup(func() { os.RemoveAll(socketDir) })
 
+	socket := filepath.Join(socketDir, "tpm.sock")
 	return &SWTPM{
-		SocketPath: filepath.Join(socketDir, "tpm.sock"),
-		CtrlPath:   filepath.Join(socketDir, "ctrl.sock"),
+		SocketPath: socket,
+		CtrlPath:   socket + ".ctrl",
 		StateDir:   stateDir,
 		logPath:    filepath.Join(dir, "swtpm.log"),
 	}
