@@ -44,7 +44,14 @@ type benchFlags struct {
 	serveTrivial string
 }
 
-func newBenchFlags(stderr io.Writer) (*flag.FlagSet, *benchFlags) {
+const benchAbout = `Runs concurrent guests against an agent and prints, per operation and number
+of guests, the calls per second, the 50th and 99th percentile and maximum
+latency, and the errors. With --raw it first measures the same TPM commands
+sent straight to a TPM on one connection; with --trivial it also measures a
+trivial HTTP server. Run the agent with --rate 0 and --max-conns-per-peer 0,
+or its per-peer limits answer the load with 429.`
+
+func newBenchCLI() (*cli, *benchFlags) {
 	f := &benchFlags{
 		ops:         opList{values: []load.Op{load.GetPub}},
 		concurrency: intList{values: []int{1, 8, 64, 256}},
@@ -52,8 +59,8 @@ func newBenchFlags(stderr io.Writer) (*flag.FlagSet, *benchFlags) {
 		ek:          handleFlag(vcom.HandleEK),
 		aik:         handleFlag(vcom.HandleAIK),
 	}
-	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	c := newCLI("bench", "", 0, benchAbout, "")
+	fs := c.fs
 	fs.StringVar(&f.connect, "connect", "", "agent to measure (required): unix:///path, tcp://127.0.0.1:PORT or vsock://CID:PORT")
 	fs.Var(&f.ops, "op", "operations to measure, as a comma-separated list or repeated: getpub, sign, readnv, activatecredparams, activatecred, certifykey")
 	fs.Var(&f.concurrency, "concurrency", "numbers of concurrent guests to measure, as a comma-separated list; each guest is a client with its own keep-alive connection")
@@ -72,29 +79,20 @@ func newBenchFlags(stderr io.Writer) (*flag.FlagSet, *benchFlags) {
 	fs.IntVar(&f.agentPID, "agent-pid", 0, "process ID of the agent whose memory --idle reads (default: the process behind the --connect Unix socket)")
 	fs.DurationVar(&f.settle, "settle", 2*time.Second, "with --idle, how long to wait after the connections are open before the memory is read")
 	fs.StringVar(&f.serveTrivial, "serve-trivial", "", "run the trivial server of --trivial on this unix:///path or tcp://127.0.0.1:PORT instead of measuring; it reads its responses as JSON from standard input and stops when standard input ends (bench --trivial starts this itself) (default: off)")
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "Usage: vcomlink bench --connect ADDRESS [flags]")
-		fmt.Fprintln(stderr)
-		fmt.Fprintln(stderr, "Runs concurrent guests against an agent and prints, per operation and number of")
-		fmt.Fprintln(stderr, "guests, the calls per second, the 50th and 99th percentile and maximum latency,")
-		fmt.Fprintln(stderr, "and the errors. With --raw it first measures the same TPM commands sent straight")
-		fmt.Fprintln(stderr, "to a TPM on one connection; with --trivial it also measures a trivial HTTP server.")
-		fmt.Fprintln(stderr)
-		fmt.Fprintln(stderr, "Flags:")
-		fs.PrintDefaults()
-	}
-	return fs, f
+	return c, f
 }
 
 func runBench(args []string, stdout, stderr io.Writer) int {
-	fs, f := newBenchFlags(stderr)
-	if err := fs.Parse(args); err != nil {
+	c, f := newBenchCLI()
+	if _, err := c.parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
+			c.printHelp(stdout)
 			return exitOK
 		}
+		fmt.Fprintf(stderr, "vcomlink bench: %v\n", err)
 		return exitUsage
 	}
-	if err := f.check(fs); err != nil {
+	if err := f.check(); err != nil {
 		fmt.Fprintf(stderr, "vcomlink bench: %v\n", err)
 		return exitUsage
 	}
@@ -118,10 +116,7 @@ func runBench(args []string, stdout, stderr io.Writer) int {
 	return exitOK
 }
 
-func (f *benchFlags) check(fs *flag.FlagSet) error {
-	if fs.NArg() > 0 {
-		return fmt.Errorf("unexpected argument %q", fs.Arg(0))
-	}
+func (f *benchFlags) check() error {
 	if f.format != "table" && f.format != "json" {
 		return fmt.Errorf("invalid --format %q: use table or json", f.format)
 	}

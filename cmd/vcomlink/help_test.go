@@ -68,8 +68,7 @@ func TestCommandHelp(t *testing.T) {
 }
 
 // TestHelpCommand checks that vcomlink help COMMAND prints the help of
-// vcomlink COMMAND --help to standard output, for every command. serve
-// --help prints its help to standard error.
+// vcomlink COMMAND --help to standard output, for every command.
 func TestHelpCommand(t *testing.T) {
 	for _, c := range commands() {
 		t.Run(c.name, func(t *testing.T) {
@@ -85,12 +84,8 @@ func TestHelpCommand(t *testing.T) {
 			}
 
 			direct := runCLI(t, nil, c.name, "--help")
-			directHelp := direct.stdout
-			if c.name == "serve" {
-				directHelp = direct.stderr
-			}
-			if string(directHelp) != string(r.stdout) {
-				t.Errorf("help %s differs from %s --help:\n%s\n---\n%s", c.name, c.name, r.stdout, directHelp)
+			if string(direct.stdout) != string(r.stdout) {
+				t.Errorf("help %s differs from %s --help:\n%s\n---\n%s", c.name, c.name, r.stdout, direct.stdout)
 			}
 		})
 	}

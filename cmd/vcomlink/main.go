@@ -96,8 +96,7 @@ func runHelp(args []string, stdout, stderr io.Writer) int {
 		usage(stderr)
 		return exitUsage
 	}
-	// serve prints its help to its standard error, so both go to stdout.
-	return c.run([]string{"--help"}, stdout, stdout)
+	return c.run([]string{"--help"}, stdout, stderr)
 }
 
 func usage(w io.Writer) {
