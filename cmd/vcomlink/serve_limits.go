@@ -23,16 +23,16 @@ type limitFlags struct {
 }
 
 func (l *limitFlags) register(fs *flag.FlagSet) {
-	fs.DurationVar(&l.headerTimeout, "header-timeout", server.DefaultReadHeaderTimeout, "longest time a guest may take to send a request's headers, as a duration such as 5s; a connection that sends nothing is closed after it")
-	fs.DurationVar(&l.bodyTimeout, "body-timeout", server.DefaultBodyTimeout, "longest time a guest may take to send a request's body after its headers, as a duration; the body is read whole before the request waits for the TPM")
-	fs.DurationVar(&l.writeTimeout, "write-timeout", server.DefaultWriteTimeout, "longest time writing a response may take, as a duration")
-	fs.DurationVar(&l.idleTimeout, "idle-timeout", server.DefaultIdleTimeout, "time after which a keep-alive connection that carries no request is closed, as a duration")
-	fs.DurationVar(&l.requestTimeout, "request-timeout", server.DefaultRequestTimeout, "longest time a request may wait for and use the TPM before it fails with 504, as a duration")
-	fs.IntVar(&l.maxHeaderBytes, "max-header-bytes", server.DefaultMaxHeaderBytes, "maximum size of a request's headers, in bytes (net/http allows 4096 bytes more before it responds with 431)")
-	fs.IntVar(&l.maxConnsPerPeer, "max-conns-per-peer", server.DefaultMaxConnsPerPeer, "maximum number of connections that one peer may have open; the first request on each further connection gets 429, and connections beyond twice the limit are closed; 0 for no limit")
-	fs.IntVar(&l.maxConns, "max-conns", server.DefaultMaxConns, "maximum number of connections of all peers together; further connections are closed; 0 for no limit")
-	fs.Float64Var(&l.rate, "rate", server.DefaultRequestRate, "requests per second that each peer may send over time; requests over it get 429 with Retry-After; 0 for no limit")
-	fs.IntVar(&l.burst, "burst", server.DefaultRequestBurst, "requests that each peer may send at once before --rate applies")
+	fs.DurationVar(&l.headerTimeout, "header-timeout", server.DefaultReadHeaderTimeout, "longest time a guest may take to send a request's headers, as a `DURATION` such as 5s; a connection that sends nothing is closed after it")
+	fs.DurationVar(&l.bodyTimeout, "body-timeout", server.DefaultBodyTimeout, "longest time a guest may take to send a request's body after its headers, as a `DURATION`; the body is read whole before the request waits for the TPM")
+	fs.DurationVar(&l.writeTimeout, "write-timeout", server.DefaultWriteTimeout, "longest time writing a response may take, as a `DURATION`")
+	fs.DurationVar(&l.idleTimeout, "idle-timeout", server.DefaultIdleTimeout, "time after which a keep-alive connection that carries no request is closed, as a `DURATION`")
+	fs.DurationVar(&l.requestTimeout, "request-timeout", server.DefaultRequestTimeout, "longest time a request may wait for and use the TPM before it fails with 504, as a `DURATION`")
+	fs.IntVar(&l.maxHeaderBytes, "max-header-bytes", server.DefaultMaxHeaderBytes, "maximum size of a request's headers, in `BYTES` (net/http allows 4096 bytes more before it responds with 431)")
+	fs.IntVar(&l.maxConnsPerPeer, "max-conns-per-peer", server.DefaultMaxConnsPerPeer, "maximum `NUMBER` of connections that one peer may have open; the first request on each further connection gets 429, and connections beyond twice the limit are closed; 0 for no limit")
+	fs.IntVar(&l.maxConns, "max-conns", server.DefaultMaxConns, "maximum `NUMBER` of connections of all peers together; further connections are closed; 0 for no limit")
+	fs.Float64Var(&l.rate, "rate", server.DefaultRequestRate, "`REQUESTS` per second that each peer may send over time; requests over it get 429 with Retry-After; 0 for no limit")
+	fs.IntVar(&l.burst, "burst", server.DefaultRequestBurst, "`REQUESTS` that each peer may send at once before --rate applies")
 }
 
 // check returns an error that names the first flag with a value out of
