@@ -5,12 +5,23 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"sync"
 	"time"
 
 	"github.com/google/go-tpm/tpm2"
 	"github.com/google/go-tpm/tpm2/transport"
 )
+
+// DeadlineSender is a TPM connection that can bound the time of one
+// command itself, as a socket can. The service uses it to enforce the
+// command timeout without a goroutine and a timer for each command.
+type DeadlineSender interface {
+	// SendDeadline sends cmd and returns the response, or an error that
+	// wraps os.ErrDeadlineExceeded if the response has not arrived by
+	// deadline.
+	SendDeadline(cmd []byte, deadline time.Time) ([]byte, error)
+}
 
 // Opener opens a new connection to the TPM. The Service calls it at start
 // and again after a connection fails.
@@ -184,6 +195,19 @@ func (c *conn) ensureConnected() error {
 }
 
 func (c *conn) sendOnce(cmd []byte) ([]byte, error) {
+	if d, ok := c.tpm.(DeadlineSender); ok && c.timeout > 0 {
+		rsp, err := d.SendDeadline(cmd, time.Now().Add(c.timeout))
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			err := fmt.Errorf("%w: no response within %s", ErrTimeout, c.timeout)
+			c.drop(err)
+			return nil, err
+		}
+		if err != nil {
+			c.drop(err)
+			return nil, fmt.Errorf("%w: %v", ErrUnavailable, err)
+		}
+		return rsp, nil
+	}
 	if c.timeout <= 0 {
 		rsp, err := c.tpm.Send(cmd)
 		if err != nil {
