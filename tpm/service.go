@@ -195,12 +195,13 @@ type object struct {
 // public area may be shared with other calls, so callers must not modify
 // it.
 func readPublic(t transport.TPM, op string, h uint32) (*object, error) {
-	rsp, err := tpm2.ReadPublic{ObjectHandle: tpm2.TPMHandle(h)}.Execute(t)
+	raw, name, err := sendReadPublic(t, h)
 	if err != nil {
 		return nil, tpmError(op, h, "ReadPublic", err)
 	}
-	raw := rsp.OutPublic.Bytes()
-	pub, err := parsedPublics.parse(h, raw, rsp.OutPublic.Contents)
+	pub, err := parsedPublics.parse(h, raw, func() (*tpm2.TPMTPublic, error) {
+		return tpm2.Unmarshal[tpm2.TPMTPublic](raw)
+	})
 	if err != nil {
 		return nil, newError(op, h, ErrTPM, "the TPM returned a public area that does not parse: %v", err)
 	}
@@ -208,7 +209,7 @@ func readPublic(t transport.TPM, op string, h uint32) (*object, error) {
 		handle: tpm2.TPMHandle(h),
 		public: pub,
 		raw:    raw,
-		name:   rsp.Name,
+		name:   name,
 	}, nil
 }
 
