@@ -1,11 +1,17 @@
 package server
 
 import (
+	"bufio"
 	"bytes"
+	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"google.golang.org/protobuf/proto"
 
@@ -143,4 +149,85 @@ func FuzzHandler(f *testing.F) {
 			t.Errorf("POST %s with body %x: error %q is not one line", target, body, rec.Body)
 		}
 	})
+}
+
+// FuzzHTTPConn feeds arbitrary bytes to one connection of the server, on
+// the simulator, and checks that every response is well formed HTTP/1.1
+// with a status the guest API uses, and that the connection ends.
+func FuzzHTTPConn(f *testing.F) {
+	getPub, err := proto.Marshal(&vcom.TpmRequestGetPub{Index: vcom.HandleAIK})
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add([]byte(string(rawRequest(vcom.PathGetPub, getPub)) + string(rawRequest(vcom.PathGetPub, getPub))))
+	f.Add([]byte("POST /tpm/getpub HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n6\r\n" + string(getPub) + "\r\n0\r\n\r\n"))
+	f.Add([]byte("POST /tpm/getpub HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 6\r\n\r\n" + string(getPub)))
+	f.Add([]byte("GET / HTTP/1.0\r\n\r\n"))
+	f.Add([]byte("POST /tpm/sign HTTP/1.1\r\nContent-Length: 99999999\r\n\r\nab"))
+
+	sim := simtest.Start(f)
+	svc, err := tpm.New(sim.Opener(f), tpm.DefaultConfig())
+	if err != nil {
+		f.Fatalf("start service: %v", err)
+	}
+	f.Cleanup(func() { svc.Close() })
+	logs := &logBuffer{}
+	srv := New(Config{TPM: svc, Policy: policy.NewDefault(), Logger: logs.logger(), RequestRate: -1,
+		ReadHeaderTimeout: time.Second, BodyTimeout: time.Second, IdleTimeout: time.Second})
+
+	statuses := map[int]bool{100: true, 405: true, 408: true, 417: true, 431: true, 505: true}
+	for code := range handlerStatuses {
+		statuses[code] = true
+	}
+	f.Fuzz(func(t *testing.T, input []byte) {
+		server, client := socketPair(t)
+		done := make(chan struct{})
+		go func() {
+			srv.serveConn(server)
+			close(done)
+		}()
+		go func() {
+			client.Write(input)
+			client.CloseWrite()
+		}()
+		client.SetReadDeadline(time.Now().Add(10 * time.Second))
+		br := bufio.NewReader(client)
+		for {
+			rsp, err := http.ReadResponse(br, nil)
+			if err != nil {
+				break
+			}
+			io.Copy(io.Discard, rsp.Body)
+			rsp.Body.Close()
+			if !statuses[rsp.StatusCode] {
+				t.Fatalf("input %q: status %d", input, rsp.StatusCode)
+			}
+		}
+		client.Close()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			t.Fatalf("input %q: the connection did not end", input)
+		}
+	})
+}
+
+// socketPair returns the two ends of a connected Unix stream socket pair.
+func socketPair(t *testing.T) (net.Conn, *net.UnixConn) {
+	t.Helper()
+	fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conns := make([]net.Conn, 2)
+	for i, fd := range fds {
+		f := os.NewFile(uintptr(fd), "socketpair")
+		c, err := net.FileConn(f)
+		f.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		conns[i] = c
+	}
+	return conns[0], conns[1].(*net.UnixConn)
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/vcomlink/vcomlink/api/vcom"
 	"github.com/vcomlink/vcomlink/internal/load"
 	"github.com/vcomlink/vcomlink/internal/simtest"
+	"github.com/vcomlink/vcomlink/metrics"
 	"github.com/vcomlink/vcomlink/policy"
 	"github.com/vcomlink/vcomlink/tpm"
 	"github.com/vcomlink/vcomlink/transport"
@@ -38,7 +39,7 @@ func startBenchServer(b *testing.B) (*Server, *tpm.Service) {
 	}
 	b.Cleanup(func() { svc.Close() })
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	return New(Config{TPM: svc, Policy: policy.NewDefault(), Logger: log}), svc
+	return New(Config{TPM: svc, Policy: policy.NewDefault(), Logger: log, RequestRate: -1, MaxConnsPerPeer: -1, Metrics: metrics.New()}), svc
 }
 
 // benchBodies returns the request body of each operation, with the handles

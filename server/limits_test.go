@@ -173,7 +173,7 @@ func TestHeaderTooLarge(t *testing.T) {
 	if rsp.StatusCode != http.StatusRequestHeaderFieldsTooLarge {
 		t.Fatalf("status %d (%s); want 431", rsp.StatusCode, text)
 	}
-	checkOneLine(t, "large header", string(text), "Request Header Fields Too Large")
+	checkOneLine(t, "large header", string(text), "request headers are larger than the limit of 8192 bytes")
 	well.mustServe(t, "after the large header")
 }
 

@@ -6,6 +6,7 @@ package server
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"net"
 	"net/http"
@@ -55,8 +56,9 @@ type Config struct {
 	IdleTimeout time.Duration
 	// RequestTimeout bounds the time a request waits for and uses the TPM.
 	RequestTimeout time.Duration
-	// MaxHeaderBytes bounds the size of a request's headers. net/http (Go
-	// 1.26) lets 4096 bytes more through before it responds with 431.
+	// MaxHeaderBytes bounds the size of a request's headers; the request
+	// line and what the server buffered of the body may add up to 4096
+	// bytes before a request gets 431.
 	MaxHeaderBytes int
 
 	// MaxConnsPerPeer bounds the connections that one peer may have open:
@@ -110,7 +112,7 @@ const DefaultReadTimeout = 10 * time.Second
 type Server struct {
 	cfg      Config
 	log      *slog.Logger
-	http     *http.Server
+	handler  http.Handler
 	conns    *transport.ConnLimiter
 	rates    *rateLimiter
 	refusals *refusalLog
@@ -120,9 +122,11 @@ type Server struct {
 	stop      chan struct{}
 
 	mu        sync.Mutex
-	listeners []net.Listener // the listeners Serve accepts on
-	draining  atomic.Bool    // Shutdown has begun
-	inFlight  atomic.Int64   // requests in a handler
+	listeners []net.Listener     // the listeners Serve accepts on
+	open      map[*conn]struct{} // the open connections
+	closing   bool               // idle connections are being closed
+	draining  atomic.Bool        // Shutdown has begun
+	inFlight  atomic.Int64       // requests in a handler
 }
 
 // New returns a Server for cfg.
@@ -151,22 +155,8 @@ func New(cfg Config) *Server {
 	}
 	s.conns = transport.NewConnLimiter(cfg.MaxConnsPerPeer, cfg.MaxConns, s.logDroppedConn)
 
-	var protocols http.Protocols
-	protocols.SetHTTP1(true)
-	s.http = &http.Server{
-		Handler:           s.Handler(),
-		ReadHeaderTimeout: cfg.ReadHeaderTimeout,
-		// No ReadTimeout, which would bound headers and body together:
-		// the handler sets the body's own read deadline. WriteTimeout is a
-		// backstop for the deadline the handler sets before it writes.
-		WriteTimeout:   cfg.RequestTimeout + cfg.WriteTimeout,
-		IdleTimeout:    cfg.IdleTimeout,
-		MaxHeaderBytes: cfg.MaxHeaderBytes,
-		Protocols:      &protocols,
-		ConnContext:    withConn,
-		ConnState:      s.trackConn,
-		ErrorLog:       slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelDebug),
-	}
+	s.open = make(map[*conn]struct{})
+	s.handler = s.Handler()
 	return s
 }
 
@@ -190,11 +180,38 @@ func (s *Server) Serve(l net.Listener) error {
 	s.mu.Unlock()
 
 	s.sweepOnce.Do(func() { go s.sweep() })
-	err := s.http.Serve(s.conns.Listener(l))
-	if s.draining.Load() {
-		return http.ErrServerClosed
+	limited := s.conns.Listener(l)
+	var delay time.Duration
+	for {
+		rwc, err := limited.Accept()
+		if s.draining.Load() {
+			if err == nil {
+				rwc.Close()
+			}
+			return http.ErrServerClosed
+		}
+		var netErr net.Error
+		if errors.As(err, &netErr) && netErr.Timeout() || isTemporary(err) {
+			// Out of file descriptors or a similar passing failure: wait
+			// and try again, as a server must not stop on it.
+			delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+			s.log.Warn("accepting a guest connection failed; retrying", "err", err, "delay", delay)
+			time.Sleep(delay)
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		delay = 0
+		go s.serveConn(rwc)
 	}
-	return err
+}
+
+// isTemporary reports an accept error that a server should wait out, such
+// as EMFILE.
+func isTemporary(err error) bool {
+	var t interface{ Temporary() bool }
+	return errors.As(err, &t) && t.Temporary()
 }
 
 // sweep logs the counts of refusals left out of the log, and drops the
@@ -240,32 +257,52 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		}
 	}
 
-	// http.Server.Shutdown closes the idle connections, and waits for
-	// requests that began just now.
-	err := s.http.Shutdown(ctx)
+	// Close the idle connections, and wait for the others to finish the
+	// request they began just now.
+	s.mu.Lock()
+	s.closing = true
+	for c := range s.open {
+		if c.idle {
+			c.rwc.Close()
+		}
+	}
+	s.mu.Unlock()
+	var err error
+	for s.openConns() > 0 {
+		if ctx.Err() != nil {
+			err = ctx.Err()
+			break
+		}
+		select {
+		case <-ticker.C:
+		case <-ctx.Done():
+		}
+	}
 	s.refusals.flush()
 	return err
+}
+
+func (s *Server) openConns() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.open)
 }
 
 // Close closes every listener and connection at once, cutting off requests
 // in flight. It is for the end of a shutdown whose grace period ran out.
 func (s *Server) Close() error {
+	s.mu.Lock()
 	s.draining.Store(true)
+	s.closing = true
+	for _, l := range s.listeners {
+		l.Close()
+	}
+	for c := range s.open {
+		c.rwc.Close()
+	}
+	s.mu.Unlock()
 	s.stopOnce.Do(func() { close(s.stop) })
-	return s.http.Close()
-}
-
-// trackConn counts open guest connections in the metrics.
-func (s *Server) trackConn(_ net.Conn, state http.ConnState) {
-	if s.cfg.Metrics == nil {
-		return
-	}
-	switch state {
-	case http.StateNew:
-		s.cfg.Metrics.ConnectionOpened()
-	case http.StateClosed, http.StateHijacked:
-		s.cfg.Metrics.ConnectionClosed()
-	}
+	return nil
 }
 
 // Handler returns the guest API as an http.Handler. The connection limits
@@ -283,7 +320,7 @@ func (s *Server) Handler() http.Handler {
 		ex := exchange{peer: connOf(r).peer.ID(), start: time.Now()}
 
 		// The body's deadline holds for every request, also those refused
-		// before their body is read, because net/http reads what is left
+		// before their body is read, because the server reads what is left
 		// of a small body after the handler returns.
 		http.NewResponseController(w).SetReadDeadline(ex.start.Add(s.cfg.BodyTimeout))
 
@@ -314,7 +351,10 @@ type connInfo struct {
 
 type connKey struct{}
 
-func withConn(ctx context.Context, c net.Conn) context.Context {
+// connInfoOf identifies the peer of a connection. Listeners from package
+// transport identify each peer; on any other listener the peer is its
+// remote address.
+func connInfoOf(c net.Conn) connInfo {
 	info := connInfo{}
 	if tc, ok := c.(*transport.Conn); ok {
 		info.peer = tc.Peer
@@ -322,7 +362,7 @@ func withConn(ctx context.Context, c net.Conn) context.Context {
 	} else {
 		info.peer = transport.Peer{Network: c.RemoteAddr().Network(), Addr: c.RemoteAddr().String()}
 	}
-	return context.WithValue(ctx, connKey{}, info)
+	return info
 }
 
 // connOf returns the record of the connection that carried r.

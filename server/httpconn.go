@@ -1,0 +1,342 @@
+package server
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"runtime/debug"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// The guest API serves each connection with its own HTTP/1.1 loop around
+// net/http's request parser (http.ReadRequest), instead of http.Server.
+// http.Server starts a goroutine and moves the read deadline twice for
+// every request, to notice a client that goes away; for a getpub on a
+// swtpm that doubled the time the HTTP exchange took (BENCHMARKS.md). The
+// agent needs none of that: a request's body is read whole before it waits
+// for the TPM, and its wait is bounded by the request timeout.
+
+// Buffer sizes of a connection. Requests and responses are small: a request
+// body is at most vcom.MaxBodySize, and a response a few KiB.
+const (
+	readBufferSize  = 4 << 10
+	writeBufferSize = 4 << 10
+)
+
+// maxDiscard is how much of a request body that the handler left unread
+// the server reads to keep the connection; a longer rest closes it.
+const maxDiscard = 256 << 10
+
+// headerSlack is what a request may read past MaxHeaderBytes before it
+// gets 431: the request line, and what the reader buffered of the body.
+const headerSlack = readBufferSize
+
+// conn is one guest connection.
+type conn struct {
+	s      *Server
+	rwc    net.Conn
+	info   connInfo
+	ctx    context.Context
+	limit  *limitedReader
+	br     *bufio.Reader
+	bw     *bufio.Writer
+	idle   bool // waiting for a request; guarded by s.mu
+	closed bool // guarded by s.mu
+}
+
+// limitedReader reads from a connection, at most remaining bytes while
+// remaining is not negative, so that a request's headers cannot grow
+// without bound.
+type limitedReader struct {
+	r         io.Reader
+	remaining int64 // negative for no limit
+}
+
+func (l *limitedReader) Read(p []byte) (int, error) {
+	if l.remaining == 0 {
+		return 0, errHeaderTooLarge
+	}
+	if l.remaining > 0 && int64(len(p)) > l.remaining {
+		p = p[:l.remaining]
+	}
+	n, err := l.r.Read(p)
+	if l.remaining > 0 {
+		l.remaining -= int64(n)
+	}
+	return n, err
+}
+
+var errHeaderTooLarge = errors.New("request headers too large")
+
+// serveConn runs the HTTP/1.1 exchanges of one connection until the guest
+// closes it, a limit closes it, or the server shuts down.
+func (s *Server) serveConn(rwc net.Conn) {
+	c := &conn{s: s, rwc: rwc, info: connInfoOf(rwc)}
+	c.ctx = context.WithValue(context.Background(), connKey{}, c.info)
+	c.limit = &limitedReader{r: rwc, remaining: -1}
+	c.br = bufio.NewReaderSize(c.limit, readBufferSize)
+	c.bw = bufio.NewWriterSize(rwc, writeBufferSize)
+	if !s.track(c) {
+		rwc.Close()
+		return
+	}
+	defer s.untrack(c)
+	if s.cfg.Metrics != nil {
+		s.cfg.Metrics.ConnectionOpened()
+		defer s.cfg.Metrics.ConnectionClosed()
+	}
+	defer func() {
+		if p := recover(); p != nil {
+			s.log.Error("a request handler panicked; its connection is closed", "peer", c.info.peer.ID(), "panic", p, "stack", string(debug.Stack()))
+		}
+	}()
+
+	wait := s.cfg.ReadHeaderTimeout
+	for {
+		if !c.serveRequest(wait) {
+			return
+		}
+		wait = s.cfg.IdleTimeout
+	}
+}
+
+// serveRequest waits at most wait for the next request, then reads and
+// answers it. It returns false when the connection must close.
+func (c *conn) serveRequest(wait time.Duration) bool {
+	s := c.s
+	c.rwc.SetReadDeadline(time.Now().Add(wait))
+	s.setIdle(c, true)
+	if _, err := c.br.Peek(1); err != nil {
+		return false
+	}
+	if !s.setIdle(c, false) {
+		return false
+	}
+
+	c.rwc.SetReadDeadline(time.Now().Add(s.cfg.ReadHeaderTimeout))
+	c.limit.remaining = int64(s.cfg.MaxHeaderBytes + headerSlack)
+	req, err := http.ReadRequest(c.br)
+	c.limit.remaining = -1
+	if err != nil {
+		c.rejectRequest(err)
+		return false
+	}
+	if req.ProtoMajor != 1 {
+		c.writeError(http.StatusHTTPVersionNotSupported, fmt.Sprintf("%s is not supported; send HTTP/1.1", req.Proto))
+		return false
+	}
+	req = req.WithContext(c.ctx)
+	req.RemoteAddr = c.rwc.RemoteAddr().String()
+
+	if expect := req.Header.Get("Expect"); expect != "" {
+		if !strings.EqualFold(expect, "100-continue") {
+			c.writeError(http.StatusExpectationFailed, fmt.Sprintf("Expect: %q is not supported; send the request without it", expect))
+			return false
+		}
+		c.bw.WriteString("HTTP/1.1 100 Continue\r\n\r\n")
+		if c.bw.Flush() != nil {
+			return false
+		}
+	}
+
+	// NOTE: unlike http.Server, the loop does not watch the connection while
+	// a request waits for the TPM, so a guest that hangs up keeps its turn
+	// and its job still runs. A peer can hold at most --max-conns-per-peer
+	// such jobs, and they wait in that peer's own queue.
+	w := &responseWriter{conn: c, header: make(http.Header), status: http.StatusOK}
+	s.handler.ServeHTTP(w, req)
+	keep := w.finish(req)
+	return keep && !s.draining.Load()
+}
+
+// rejectRequest answers a request whose line or headers could not be read,
+// unless the connection broke or timed out, which gets no answer.
+func (c *conn) rejectRequest(err error) {
+	var netErr net.Error
+	switch {
+	case errors.Is(err, errHeaderTooLarge):
+		c.writeError(http.StatusRequestHeaderFieldsTooLarge, fmt.Sprintf("the request headers are larger than the limit of %d bytes", c.s.cfg.MaxHeaderBytes))
+	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF), errors.As(err, &netErr):
+	default:
+		c.writeError(http.StatusBadRequest, "the request is not valid HTTP/1.1: "+oneLine(err.Error()))
+	}
+	if c.s.cfg.Metrics != nil {
+		c.s.cfg.Metrics.Refused("invalid_http")
+	}
+	c.s.log.Debug("rejected a malformed HTTP request", "peer", c.info.peer.ID(), "err", err)
+}
+
+// writeError writes a one-line error response on a connection that then
+// closes. The guest may still be sending, so the write side closes first
+// and what arrives is read for a moment: closing a TCP socket with unread
+// input resets it, and the guest would lose the response.
+func (c *conn) writeError(status int, msg string) {
+	h := http.Header{}
+	h.Set("Content-Type", "text/plain; charset=utf-8")
+	h.Set("Connection", "close")
+	c.rwc.SetWriteDeadline(time.Now().Add(c.s.cfg.WriteTimeout))
+	writeResponse(c.bw, status, h, []byte(msg+"\n"))
+	if c.bw.Flush() != nil {
+		return
+	}
+	if cw, ok := c.rwc.(interface{ CloseWrite() error }); ok && cw.CloseWrite() == nil {
+		c.rwc.SetReadDeadline(time.Now().Add(lingerTime))
+		io.Copy(io.Discard, io.LimitReader(c.rwc, maxDiscard))
+	}
+}
+
+// lingerTime is how long a connection closed after an error response reads
+// what the guest still sends.
+const lingerTime = 500 * time.Millisecond
+
+// responseWriter is the http.ResponseWriter of one exchange. It keeps the
+// body, which is small, and writes the response with its Content-Length
+// when the handler returns.
+type responseWriter struct {
+	conn        *conn
+	header      http.Header
+	status      int
+	wroteHeader bool
+	body        bytes.Buffer
+}
+
+func (w *responseWriter) Header() http.Header { return w.header }
+
+func (w *responseWriter) WriteHeader(status int) {
+	if w.wroteHeader {
+		return
+	}
+	w.wroteHeader = true
+	w.status = status
+}
+
+func (w *responseWriter) Write(p []byte) (int, error) {
+	w.WriteHeader(http.StatusOK)
+	return w.body.Write(p)
+}
+
+// SetReadDeadline and SetWriteDeadline serve http.ResponseController.
+func (w *responseWriter) SetReadDeadline(t time.Time) error {
+	return w.conn.rwc.SetReadDeadline(t)
+}
+
+func (w *responseWriter) SetWriteDeadline(t time.Time) error {
+	return w.conn.rwc.SetWriteDeadline(t)
+}
+
+// finish reads what the handler left of the request body, writes the
+// response, and reports whether the connection can carry another request.
+func (w *responseWriter) finish(req *http.Request) bool {
+	keep := !req.Close && w.header.Get("Connection") != "close"
+	if keep {
+		n, err := io.Copy(io.Discard, io.LimitReader(req.Body, maxDiscard+1))
+		if err != nil || n > maxDiscard {
+			keep = false
+		}
+	}
+	if !keep {
+		w.header.Set("Connection", "close")
+	}
+	c := w.conn
+	body := w.body.Bytes()
+	if req.Method == http.MethodHead {
+		// A response to HEAD has headers only.
+		body = nil
+	}
+	if err := writeHead(c.bw, w.status, w.header, w.body.Len()); err != nil {
+		return false
+	}
+	if _, err := c.bw.Write(body); err != nil {
+		return false
+	}
+	if err := c.bw.Flush(); err != nil {
+		return false
+	}
+	return keep
+}
+
+// writeResponse writes an HTTP/1.1 response with a Content-Length.
+func writeResponse(bw *bufio.Writer, status int, header http.Header, body []byte) error {
+	if err := writeHead(bw, status, header, len(body)); err != nil {
+		return err
+	}
+	_, err := bw.Write(body)
+	return err
+}
+
+// writeHead writes the status line and the headers of a response whose
+// body is length bytes.
+func writeHead(bw *bufio.Writer, status int, header http.Header, length int) error {
+	bw.WriteString("HTTP/1.1 ")
+	bw.WriteString(strconv.Itoa(status))
+	bw.WriteByte(' ')
+	bw.WriteString(http.StatusText(status))
+	bw.WriteString("\r\n")
+
+	keys := make([]string, 0, len(header))
+	for k := range header {
+		if k != "Content-Length" {
+			keys = append(keys, k)
+		}
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		for _, v := range header[k] {
+			bw.WriteString(k)
+			bw.WriteString(": ")
+			bw.WriteString(headerValue(v))
+			bw.WriteString("\r\n")
+		}
+	}
+	bw.WriteString("Content-Length: ")
+	bw.WriteString(strconv.Itoa(length))
+	_, err := bw.WriteString("\r\n\r\n")
+	return err
+}
+
+// headerValue removes the line breaks that would end a header early.
+func headerValue(v string) string {
+	if !strings.ContainsAny(v, "\r\n") {
+		return v
+	}
+	return strings.NewReplacer("\r", " ", "\n", " ").Replace(v)
+}
+
+// track records c; it returns false if the server is shutting down.
+func (s *Server) track(c *conn) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closing {
+		return false
+	}
+	s.open[c] = struct{}{}
+	return true
+}
+
+func (s *Server) untrack(c *conn) {
+	s.mu.Lock()
+	delete(s.open, c)
+	c.closed = true
+	s.mu.Unlock()
+	c.rwc.Close()
+}
+
+// setIdle marks c as waiting for a request or not. Marking it busy fails
+// once the server closes its idle connections.
+func (s *Server) setIdle(c *conn, idle bool) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !idle && s.closing {
+		return false
+	}
+	c.idle = idle
+	return true
+}
