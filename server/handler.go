@@ -84,9 +84,10 @@ func operation[Req any, PReq interface {
 }
 
 // readBody reads a request body of at most vcom.MaxBodySize bytes, within
-// the body's read deadline. At the end of the body net/http clears the
-// deadline (when it starts its background read), so the wait for the TPM
-// has none. On failure readBody returns the status and the message to send.
+// the body's read deadline. Nothing reads the connection while the request
+// waits for the TPM, so the deadline does not bound that wait; the
+// connection's loop sets the next one. On failure readBody returns the
+// status and the message to send.
 func (s *Server) readBody(w http.ResponseWriter, r *http.Request) ([]byte, int, string) {
 	tooLarge := fmt.Sprintf("the body is larger than the limit of %d bytes", vcom.MaxBodySize)
 	if r.ContentLength > vcom.MaxBodySize {

@@ -28,7 +28,7 @@ func (l *limitFlags) register(fs *flag.FlagSet) {
 	fs.DurationVar(&l.writeTimeout, "write-timeout", server.DefaultWriteTimeout, "longest time writing a response may take, as a `DURATION`")
 	fs.DurationVar(&l.idleTimeout, "idle-timeout", server.DefaultIdleTimeout, "time after which a keep-alive connection that carries no request is closed, as a `DURATION`")
 	fs.DurationVar(&l.requestTimeout, "request-timeout", server.DefaultRequestTimeout, "longest time a request may wait for and use the TPM before it fails with 504, as a `DURATION`")
-	fs.IntVar(&l.maxHeaderBytes, "max-header-bytes", server.DefaultMaxHeaderBytes, "maximum size of a request's headers, in `BYTES` (net/http allows 4096 bytes more before it responds with 431)")
+	fs.IntVar(&l.maxHeaderBytes, "max-header-bytes", server.DefaultMaxHeaderBytes, "maximum size of a request's headers, in `BYTES`; the request line and what arrived of the body may add 4096 bytes before a request gets 431")
 	fs.IntVar(&l.maxConnsPerPeer, "max-conns-per-peer", server.DefaultMaxConnsPerPeer, "maximum `NUMBER` of connections that one peer may have open; the first request on each further connection gets 429, and connections beyond twice the limit are closed; 0 for no limit")
 	fs.IntVar(&l.maxConns, "max-conns", server.DefaultMaxConns, "maximum `NUMBER` of connections of all peers together; further connections are closed; 0 for no limit")
 	fs.Float64Var(&l.rate, "rate", server.DefaultRequestRate, "`REQUESTS` per second that each peer may send over time; requests over it get 429 with Retry-After; 0 for no limit")
