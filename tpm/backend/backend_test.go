@@ -105,3 +105,66 @@ func TestOpenSocketSilentTPM(t *testing.T) {
 		t.Fatalf("OpenSocket of a silent TPM = %v; want a did-not-answer error", err)
 	}
 }
+
+// serveBytes starts a socket that answers the first command it reads with
+// the given writes, with a pause between them.
+func serveBytes(t *testing.T, writes ...[]byte) string {
+	t.Helper()
+	path := filepath.Join(shortTempDir(t), "tpm.sock")
+	l, err := net.Listen("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	go func() {
+		c, err := l.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		buf := make([]byte, 4096)
+		c.Read(buf)
+		for _, w := range writes {
+			c.Write(w)
+			time.Sleep(20 * time.Millisecond)
+		}
+		time.Sleep(time.Second)
+	}()
+	return path
+}
+
+func TestSocketResponseFraming(t *testing.T) {
+	response := []byte{0x80, 0x01, 0, 0, 0, 12, 0, 0, 0, 0, 0xab, 0xcd}
+	cases := []struct {
+		name   string
+		writes [][]byte
+		want   string // empty for success
+	}{
+		{"whole", [][]byte{response}, ""},
+		{"split in the header", [][]byte{response[:4], response[4:]}, ""},
+		{"split in the body", [][]byte{response[:11], response[11:]}, ""},
+		{"size below a header", [][]byte{{0x80, 0x01, 0, 0, 0, 9, 0, 0, 0, 0}}, "stream is corrupt"},
+		{"size above the maximum", [][]byte{{0x80, 0x01, 0x7f, 0, 0, 0, 0, 0, 0, 0}}, "stream is corrupt"},
+		{"bytes after the response", [][]byte{append(append([]byte(nil), response...), 1, 2)}, "after its response"},
+		{"short body", [][]byte{response[:11]}, "read TPM response body"},
+	}
+	for _, c := range cases {
+		conn, err := net.Dial("unix", serveBytes(t, c.writes...))
+		if err != nil {
+			t.Fatal(err)
+		}
+		tpm := &socketTPM{conn: conn, buf: make([]byte, readBufferSize)}
+		conn.SetDeadline(time.Now().Add(2 * time.Second))
+		rsp, err := tpm.Send([]byte{0x80, 0x01, 0, 0, 0, 10, 0, 0, 0x01, 0x7a})
+		conn.Close()
+		if c.want == "" {
+			if err != nil || string(rsp) != string(response) {
+				t.Errorf("%s: %x, %v; want %x", c.name, rsp, err, response)
+			}
+			continue
+		}
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: error %v; want one containing %q", c.name, err, c.want)
+		}
+	}
+}

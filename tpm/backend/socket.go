@@ -7,7 +7,6 @@ import (
 	"io"
 	"net"
 	"os"
-	"syscall"
 	"time"
 
 	"github.com/google/go-tpm/tpm2"
@@ -19,6 +18,10 @@ import (
 // stream is corrupt.
 const maxResponseSize = 64 << 10
 
+// readBufferSize is the size of the buffer a socket connection reads
+// responses into; TPMs report a TPM_PT_MAX_RESPONSE_SIZE of about 4096.
+const readBufferSize = 8 << 10
+
 // responseHeaderSize is the size of a TPM response header: tag (2 bytes),
 // size (4 bytes) and response code (4 bytes).
 const responseHeaderSize = 10
@@ -27,8 +30,8 @@ const responseHeaderSize = 10
 // over a stream socket. swtpm serves one connection at a time, so the agent
 // keeps this one open instead of dialing per command.
 type socketTPM struct {
-	buf      []byte
 	conn     net.Conn
+	buf      []byte    // read buffer, reused for every response
 	deadline time.Time // the deadline set on conn, zero for none
 }
 
@@ -44,7 +47,7 @@ func OpenSocket(path string, timeout time.Duration) (transport.TPMCloser, error)
 	if err != nil {
 		return nil, fmt.Errorf("connect to the TPM socket: %w", err)
 	}
-	t := &socketTPM{conn: conn}
+	t := &socketTPM{conn: conn, buf: make([]byte, readBufferSize)}
 
 	// A TPM process that accepts but is stopped would hold Startup forever.
 	conn.SetDeadline(time.Now().Add(timeout))
@@ -66,17 +69,10 @@ func (t *socketTPM) Send(cmd []byte) ([]byte, error) {
 	if _, err := t.conn.Write(cmd); err != nil {
 		return nil, fmt.Errorf("write TPM command: %w", err)
 	}
-	if t.buf == nil {
-		t.buf = make([]byte, 8192)
-	}
+
+	// A response usually arrives in one piece, so one read into the
+	// buffer takes the header and the body together.
 	n := 0
-	if spinEnabled {
-		m, err := t.spinRead(t.buf)
-		if err != nil {
-			return nil, fmt.Errorf("read TPM response header: %w", err)
-		}
-		n = m
-	}
 	for n < responseHeaderSize {
 		m, err := t.conn.Read(t.buf[n:])
 		if err != nil {
@@ -88,57 +84,16 @@ func (t *socketTPM) Send(cmd []byte) ([]byte, error) {
 	if size < responseHeaderSize || size > maxResponseSize {
 		return nil, fmt.Errorf("TPM response size field is %d bytes; the stream is corrupt", size)
 	}
-	rsp := make([]byte, size)
-	copied := copy(rsp, t.buf[:n])
 	if n > size {
 		return nil, fmt.Errorf("TPM sent %d bytes after its response; the stream is corrupt", n-size)
 	}
+
+	rsp := make([]byte, size)
+	copied := copy(rsp, t.buf[:n])
 	if _, err := io.ReadFull(t.conn, rsp[copied:]); err != nil {
 		return nil, fmt.Errorf("read TPM response body: %w", err)
 	}
 	return rsp, nil
-}
-
-var spinEnabled = os.Getenv("VCOMLINK_SPIN") != ""
-
-func (t *socketTPM) spinRead(buf []byte) (int, error) {
-	sc, ok := t.conn.(syscall.Conn)
-	if !ok {
-		return 0, nil
-	}
-	rc, err := sc.SyscallConn()
-	if err != nil {
-		return 0, nil
-	}
-	var n int
-	var rerr error
-	until := time.Now().Add(100 * time.Microsecond)
-	err = rc.Read(func(fd uintptr) bool {
-		for {
-			n, rerr = syscall.Read(int(fd), buf)
-			if rerr == syscall.EAGAIN {
-				if time.Now().Before(until) {
-					continue
-				}
-				n, rerr = 0, nil
-				return true
-			}
-			if rerr == syscall.EINTR {
-				continue
-			}
-			return true
-		}
-	})
-	if err != nil {
-		return 0, err
-	}
-	if rerr != nil {
-		return 0, rerr
-	}
-	if n == 0 && time.Now().Before(until) {
-		return 0, io.EOF
-	}
-	return n, nil
 }
 
 // SendDeadline is Send, failing with an error that wraps
