@@ -75,7 +75,7 @@ func Handler(m *metrics.Metrics, ready func(ctx context.Context) error) http.Han
 		if err := ready(ctx); err != nil {
 			w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 			w.WriteHeader(http.StatusServiceUnavailable)
-			fmt.Fprintf(w, "not ready: the TPM does not answer: %s\n", strings.Join(strings.Fields(err.Error()), " "))
+			fmt.Fprintf(w, "not ready: the TPM does not respond: %s\n", strings.Join(strings.Fields(err.Error()), " "))
 			return
 		}
 		io.WriteString(w, "ready\n")

@@ -106,7 +106,7 @@ func (m *Metrics) WatchQueue(depth func() map[string]int) {
 	m.Registry.MustRegister(&queueCollector{depth: depth})
 }
 
-// WatchTPM exports whether the TPM answered the last command, read from up
+// WatchTPM exports whether the last command reached the TPM, read from up
 // at each scrape.
 func (m *Metrics) WatchTPM(up func() bool) {
 	m.Registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{

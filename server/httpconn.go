@@ -35,8 +35,9 @@ const (
 // the server reads to keep the connection; a longer rest closes it.
 const maxDiscard = 256 << 10
 
-// headerSlack is what a request may read past MaxHeaderBytes before it
-// gets 431: the request line, and what the reader buffered of the body.
+// headerSlack is the number of bytes a request may read past
+// MaxHeaderBytes before it gets 431, for the request line and what the
+// reader buffered of the body.
 const headerSlack = readBufferSize
 
 // conn is one guest connection.
@@ -108,8 +109,8 @@ func (s *Server) serveConn(rwc net.Conn) {
 	}
 }
 
-// serveRequest waits at most wait for the next request, then reads and
-// answers it. It returns false when the connection must close.
+// serveRequest waits at most wait for the next request, then reads it and
+// writes its response. It returns false when the connection must close.
 func (c *conn) serveRequest(wait time.Duration) bool {
 	s := c.s
 	c.rwc.SetReadDeadline(time.Now().Add(wait))
@@ -157,8 +158,8 @@ func (c *conn) serveRequest(wait time.Duration) bool {
 	return keep && !s.draining.Load()
 }
 
-// rejectRequest answers a request whose line or headers could not be read,
-// unless the connection broke or timed out, which gets no answer.
+// rejectRequest responds to a request whose line or headers could not be
+// read. A connection that broke or timed out gets no response.
 func (c *conn) rejectRequest(err error) {
 	var netErr net.Error
 	switch {

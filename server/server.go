@@ -1,6 +1,6 @@
 // Package server is the agent's HTTP API: it routes each guest request to
 // its operation, enforces the size, time, connection and rate limits,
-// decodes the protobuf body, asks the access policy, calls the TPM
+// decodes the protobuf body, checks the access policy, calls the TPM
 // service, and maps every failure to a status and a one-line message.
 package server
 
@@ -308,8 +308,8 @@ func (s *Server) Close() error {
 // Handler returns the guest API as an http.Handler. The connection limits
 // apply only to connections that Serve accepts.
 func (s *Server) Handler() http.Handler {
-	// An exact-match table, not http.ServeMux: the mux answers paths such
-	// as "/tpm//sign" with a redirect, and a guest should get 404.
+	// An exact-match table, not http.ServeMux: the mux redirects paths such
+	// as "/tpm//sign", and a guest should get 404.
 	routes := make(map[string]route)
 	for _, r := range s.routes() {
 		routes[r.path] = r

@@ -276,8 +276,8 @@ func (s *Service) authHandle(op string, h uint32, name tpm2.TPM2BName, noDA bool
 	}, nil
 }
 
-// flush flushes a transient object or session, logging a failure: the
-// operation's own result stands, but a leaked handle needs the operator's
+// flush flushes a transient object or session and logs a failure. The
+// operation's own result is kept, but a leaked handle needs the operator's
 // attention.
 func (s *Service) flush(t transport.TPM, op string, h tpm2.TPMHandle) {
 	_, err := tpm2.FlushContext{FlushHandle: h}.Execute(t)

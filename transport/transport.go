@@ -1,5 +1,6 @@
 // Package transport opens the agent's listeners (AF_VSOCK, Unix sockets and
-// loopback TCP) and tells who is on the other end of each connection.
+// loopback TCP) and identifies the peer at the other end of each
+// connection.
 package transport
 
 import (

@@ -106,7 +106,8 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 	return exitOK
 }
 
-// serveSettings are what parseServe checked and derived from the flags.
+// serveSettings holds the values that parseServe checked and derived from
+// the flags.
 type serveSettings struct {
 	spec   backend.Spec
 	access policy.Checker
@@ -212,8 +213,8 @@ func serve(f *serveFlags, settings *serveSettings, log *slog.Logger) error {
 	}
 }
 
-// agent is what serve starts: the TPM service, the guest server and its
-// listeners, the metrics and the admin endpoints.
+// agent holds the parts that serve starts: the TPM service, the guest
+// server and its listeners, the metrics and the admin endpoints.
 type agent struct {
 	log       *slog.Logger
 	svc       *tpm.Service

@@ -36,8 +36,8 @@ type socketTPM struct {
 }
 
 // OpenSocket connects to a raw TPM command socket at path and sends
-// TPM2_Startup(TPM_SU_CLEAR), which a TPM that is already started answers
-// with TPM_RC_INITIALIZE. timeout bounds the connection and the Startup
+// TPM2_Startup(TPM_SU_CLEAR), to which a TPM that is already started
+// responds with TPM_RC_INITIALIZE. timeout bounds the connection and the Startup
 // command each.
 func OpenSocket(path string, timeout time.Duration) (transport.TPMCloser, error) {
 	if fi, err := os.Stat(path); err == nil && fi.Mode()&os.ModeSocket == 0 {
