@@ -15,6 +15,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/vcomlink/vcomlink/api/vcom"
+	"github.com/vcomlink/vcomlink/transport"
 )
 
 // FileError is a mistake in a policy file, at a line.
@@ -269,8 +270,8 @@ func checkPeer(s string) error {
 		}
 		return nil
 	case "vm":
-		if rest == "" || strings.ContainsAny(rest, " \t") {
-			return fmt.Errorf("peer %q: the VM name must be the vm= name of a Unix listener, as in vm:web", s)
+		if err := transport.CheckVMName(rest); err != nil {
+			return fmt.Errorf("peer %q: %v; it must be the vm= name of a Unix listener, as in vm:web", s, err)
 		}
 		return nil
 	case "unix":

@@ -129,6 +129,25 @@ type Address struct {
 	Force    bool   // tcp: allow a non-loopback address
 }
 
+// maxVMName is the longest VM name, in bytes.
+const maxVMName = 64
+
+// CheckVMName returns an error unless name can name a VM: 1 to 64 letters,
+// digits, dots, hyphens and underscores, so that it reads the same in the
+// policy file, the logs and the metrics.
+func CheckVMName(name string) error {
+	if name == "" || len(name) > maxVMName {
+		return fmt.Errorf("the VM name %q must be 1 to %d characters", name, maxVMName)
+	}
+	for _, r := range name {
+		ok := r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '.' || r == '-' || r == '_'
+		if !ok {
+			return fmt.Errorf("the VM name %q may contain only letters, digits, '.', '-' and '_'", name)
+		}
+	}
+	return nil
+}
+
 // AnyCID binds a vsock listener to every local context ID
 // (VMADDR_CID_ANY).
 const AnyCID = 0xFFFFFFFF
@@ -149,9 +168,17 @@ func ParseAddress(s string) (Address, error) {
 		if u.Host != "" || !strings.HasPrefix(u.Path, "/") {
 			return Address{}, fmt.Errorf("invalid listen address %q: write a Unix socket as unix:///absolute/path", s)
 		}
-		for key := range q {
+		for key, values := range q {
 			if key != "vm" {
 				return Address{}, fmt.Errorf("invalid listen address %q: unknown option %q; the only option is vm=NAME", s, key)
+			}
+			if len(values) > 1 {
+				return Address{}, fmt.Errorf("invalid listen address %q: vm= is given %d times", s, len(values))
+			}
+		}
+		if vm, ok := q["vm"]; ok {
+			if err := CheckVMName(vm[0]); err != nil {
+				return Address{}, fmt.Errorf("invalid listen address %q: %v", s, err)
 			}
 		}
 		return Address{Network: "unix", Path: u.Path, VM: q.Get("vm")}, nil
