@@ -67,12 +67,24 @@ func New() *Metrics {
 			Help: "Guest connections currently open.",
 		}),
 	}
+	for _, reason := range RefusalReasons {
+		m.refusals.WithLabelValues(reason)
+	}
 	m.Registry.MustRegister(
 		m.requests, m.latency, m.tpmLatency, m.tpmResponses, m.refusals, m.connections,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
 	return m
+}
+
+// RefusalReasons are the reasons for which the server refuses a request
+// before it reaches the TPM. Each series exists from the start, at zero,
+// so that an alert rule can rely on it.
+var RefusalReasons = []string{
+	"policy", "host_configuration", "invalid", "invalid_http", "unknown_path",
+	"method", "body_timeout", "body_too_large", "connections", "rate",
+	"shutting_down",
 }
 
 // ObserveRequest counts a completed guest request.

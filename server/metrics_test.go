@@ -92,6 +92,15 @@ func metricValue(t *testing.T, m *metrics.Metrics, name, labels string) float64 
 	return -1
 }
 
+func TestRefusalSeriesExistAtStart(t *testing.T) {
+	m := metrics.New()
+	for _, reason := range metrics.RefusalReasons {
+		if got := metricValue(t, m, "vcomlink_refusals_total", `reason="`+reason+`"`); got != 0 {
+			t.Errorf("vcomlink_refusals_total{reason=%q} = %g at start; want 0", reason, got)
+		}
+	}
+}
+
 func TestMetricsLint(t *testing.T) {
 	problems, err := testutil.GatherAndLint(metrics.New().Registry)
 	if err != nil {
