@@ -38,7 +38,11 @@ type Error struct {
 }
 
 func (e *Error) Error() string {
+	// Handle 0 is a missing handle or an operation on no handle.
 	s := fmt.Sprintf("%s 0x%08x: %s", e.Op, e.Handle, e.Msg)
+	if e.Handle == 0 {
+		s = fmt.Sprintf("%s: %s", e.Op, e.Msg)
+	}
 	if e.Err != nil {
 		s += ": " + e.Err.Error()
 	}

@@ -36,10 +36,10 @@ func (s *Service) CheckHostKeys(ctx context.Context) (warnings []string, err err
 			}
 			attrs := obj.public.ObjectAttributes
 			if k.decrypt && !(attrs.Restricted && attrs.Decrypt && !attrs.SignEncrypt) {
-				return fmt.Errorf("the %s %s is not a restricted decryption key; name the EK with --ek-handle", k.role, FormatHandle(k.h))
+				return newError("start", k.h, ErrInvalid, "the %s is not a restricted decryption key; name the EK with --ek-handle", k.role)
 			}
 			if !k.decrypt && !(attrs.Restricted && attrs.SignEncrypt && !attrs.Decrypt) {
-				return fmt.Errorf("the %s %s is not a restricted signing key, so its certifications would prove nothing; name the attestation key with --aik-handle", k.role, FormatHandle(k.h))
+				return newError("start", k.h, ErrInvalid, "the %s is not a restricted signing key, so its certifications would prove nothing; name the attestation key with --aik-handle", k.role)
 			}
 		}
 		return nil
