@@ -76,18 +76,18 @@ func (a authFlag) String() string { return "" }
 func (a authFlag) Set(v string) error {
 	name, path, ok := strings.Cut(v, "=")
 	if !ok || path == "" {
-		return fmt.Errorf("invalid --auth %q: write HANDLE=FILE, such as 0x81000005=/etc/vcomlink/ecdh.auth", v)
+		return fmt.Errorf("write HANDLE=FILE, such as 0x81000005=/etc/vcomlink/ecdh.auth")
 	}
 	h, known := hierarchyNames[name]
 	if !known {
 		var err error
 		if h, err = parseHandle(name, exampleKeyHandle); err != nil {
-			return fmt.Errorf("invalid --auth %q: HANDLE %q: %v, or one of owner, endorsement, platform", v, name, err)
+			return fmt.Errorf("HANDLE %q: %v, or one of owner, endorsement, platform", name, err)
 		}
 	}
 	value, err := os.ReadFile(path)
 	if err != nil {
-		return fmt.Errorf("invalid --auth %q: %v", v, err)
+		return fmt.Errorf("read the auth value: %v", err)
 	}
 	a[h] = bytes.TrimSuffix(value, []byte("\n"))
 	return nil

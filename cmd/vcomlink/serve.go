@@ -51,8 +51,8 @@ type serveFlags struct {
 	admin          string
 	commandTimeout time.Duration
 	shutdownGrace  time.Duration
-	logLevel       string
-	logFormat      string
+	logLevel       *choiceFlag
+	logFormat      *choiceFlag
 	policyFile     string
 	limits         limitFlags
 }
@@ -60,10 +60,12 @@ type serveFlags struct {
 func newServeCLI() (*cli, *serveFlags) {
 	c := newCLI("serve", "", 0, serveAbout, serveDetails)
 	f := &serveFlags{
-		listen: stringList{values: []string{defaultListen}},
-		ek:     handleFlag(vcom.HandleEK),
-		aik:    handleFlag(vcom.HandleAIK),
-		auth:   authFlag{},
+		listen:    stringList{values: []string{defaultListen}},
+		ek:        handleFlag(vcom.HandleEK),
+		aik:       handleFlag(vcom.HandleAIK),
+		auth:      authFlag{},
+		logLevel:  newChoiceFlag("info", "debug", "warn", "error"),
+		logFormat: newChoiceFlag("text", "json"),
 	}
 	fs := c.fs
 	fs.StringVar(&f.config, "config", "", "YAML `FILE` that sets flags of this command, such as /etc/vcomlink/config.yaml")
@@ -75,8 +77,8 @@ func newServeCLI() (*cli, *serveFlags) {
 	fs.StringVar(&f.admin, "admin", "", "`ADDRESS` of the admin endpoints /metrics, /healthz and /readyz: unix:///PATH or tcp://127.0.0.1:PORT, never vsock; off when empty")
 	fs.DurationVar(&f.commandTimeout, "command-timeout", 30*time.Second, "longest wait for one TPM command, as a `DURATION` such as 30s; a request whose command takes longer fails with 504")
 	fs.DurationVar(&f.shutdownGrace, "shutdown-grace", 10*time.Second, "on SIGTERM or SIGINT, how long requests in flight may take to finish, as a `DURATION`")
-	fs.StringVar(&f.logLevel, "log-level", "info", "least severe `LEVEL` to log: debug, info, warn or error")
-	fs.StringVar(&f.logFormat, "log-format", "text", "log `FORMAT`: text or json (one JSON object a line)")
+	fs.Var(f.logLevel, "log-level", "least severe `LEVEL` to log: debug, info, warn or error")
+	fs.Var(f.logFormat, "log-format", "log `FORMAT`: text or json (one JSON object a line, durations as strings such as \"1.5ms\")")
 	fs.StringVar(&f.policyFile, "policy", "", "access policy `FILE` (YAML, see docs/policy.md) that grants each peer operations on handles; without it the built-in policy applies")
 	f.limits.register(fs)
 	return c, f
@@ -94,7 +96,7 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 		return exitUsage
 	}
 
-	log, err := newLogger(stderr, f.logLevel, f.logFormat)
+	log, err := newLogger(stderr, f.logLevel.value, f.logFormat.value)
 	if err != nil {
 		fmt.Fprintf(stderr, "vcomlink serve: %v\n", err)
 		return exitUsage
@@ -131,10 +133,8 @@ func parseServe(c *cli, f *serveFlags, args []string) (*serveSettings, error) {
 	if err != nil {
 		return nil, err
 	}
-	for _, l := range f.listen.values {
-		if _, err := transport.ParseAddress(l); err != nil {
-			return nil, err
-		}
+	if err := checkListeners(f.listen.values); err != nil {
+		return nil, err
 	}
 	for _, h := range []struct {
 		flag string
@@ -157,6 +157,32 @@ func parseServe(c *cli, f *serveFlags, args []string) (*serveSettings, error) {
 		return nil, err
 	}
 	return &serveSettings{spec: spec, access: access}, nil
+}
+
+// checkListeners parses every --listen value and rejects two listeners on
+// one address, or two Unix listeners with one VM name, which would make two
+// VMs one peer for the access policy and the limits.
+func checkListeners(values []string) error {
+	addresses := make(map[string]string)
+	vms := make(map[string]string)
+	for _, l := range values {
+		a, err := transport.ParseAddress(l)
+		if err != nil {
+			return err
+		}
+		key := a.Network + " " + a.Path + a.HostPort + fmt.Sprintf(" %d:%d", a.CID, a.Port)
+		if first, dup := addresses[key]; dup {
+			return fmt.Errorf("--listen %q and %q name the same address; give each listener once", first, l)
+		}
+		addresses[key] = l
+		if a.VM != "" {
+			if first, dup := vms[a.VM]; dup {
+				return fmt.Errorf("--listen %q and %q both name VM %q; each VM needs a name of its own, so that the access policy and the limits tell them apart", first, l, a.VM)
+			}
+			vms[a.VM] = l
+		}
+	}
+	return nil
 }
 
 // serve runs the agent until SIGTERM or SIGINT. A signal during start-up
@@ -335,9 +361,20 @@ func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
 	case "text":
 		return slog.New(slog.NewTextHandler(w, opts)), nil
 	case "json":
+		opts.ReplaceAttr = durationsAsText
 		return slog.New(slog.NewJSONHandler(w, opts)), nil
 	}
 	return nil, fmt.Errorf("invalid --log-format %q: use text or json", format)
+}
+
+// durationsAsText writes a duration as Go writes it ("1.5ms"), not as the
+// JSON handler's integer of nanoseconds, so that a reader of the log need
+// not know the unit.
+func durationsAsText(_ []string, a slog.Attr) slog.Attr {
+	if a.Value.Kind() == slog.KindDuration {
+		a.Value = slog.StringValue(a.Value.Duration().String())
+	}
+	return a
 }
 
 // policyName names the access policy in force for the start log line.

@@ -126,6 +126,11 @@ func TestServeConfigMistakes(t *testing.T) {
 		{"listen: []\n", ":1: listen: the list is empty"},
 		{"tpm: {a: b}\n", ":1: tpm: must be a value or a list of values"},
 		{"ek-handle: 81000001\n", "read as decimal"},
+		{"command-timeout: 5\n", `:1: invalid command-timeout "5": a duration needs a unit, such as 10s or 1m`},
+		{"max-conns: many\n", `:1: invalid max-conns "many": it must be a whole number`},
+		{"log-level: loud\n", `:1: invalid log-level "loud": use info, debug, warn or error`},
+		{"log-format: xml\n", `:1: invalid log-format "xml": use text or json`},
+		{"auth: [\"0x81000005=/nonexistent\"]\n", `:1: invalid auth "0x81000005=/nonexistent": read the auth value: open /nonexistent: no such file or directory`},
 		{"tpm: [unclosed\n", "config.yaml"},
 	}
 	for _, c := range cases {
@@ -165,6 +170,9 @@ func TestServeUsageErrorsOnStandardError(t *testing.T) {
 		{[]string{"serve", "--admin", "tcp://0.0.0.0:9100"}, "not a loopback address"},
 		{[]string{"serve", "--no-such-flag"}, "--no-such-flag"},
 		{[]string{"serve", "--ek-handle", "0x01c00002"}, "not a persistent key handle"},
+		{[]string{"serve", "--listen", "unix:///tmp/a.sock?vm=x", "--listen", "unix:///tmp/b.sock?vm=x"}, `both name VM "x"`},
+		{[]string{"serve", "--listen", "unix:///tmp/a.sock?vm=x", "--listen", "unix:///tmp/a.sock?vm=y"}, "name the same address"},
+		{[]string{"serve", "--listen", "unix:///tmp/a.sock?vm=a%20b"}, "may contain only letters"},
 	}
 	for _, c := range cases {
 		var stderr bytes.Buffer
@@ -238,4 +246,16 @@ func startServeProcess(t *testing.T, args ...string) (*exec.Cmd, *syncBuffer) {
 	}
 	t.Cleanup(func() { cmd.Process.Kill() })
 	return cmd, log
+}
+
+func TestJSONLogDurations(t *testing.T) {
+	var out bytes.Buffer
+	log, err := newLogger(&out, "info", "json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	log.Info("shutting down", "grace", 1500*time.Millisecond)
+	if !strings.Contains(out.String(), `"grace":"1.5s"`) {
+		t.Errorf("JSON log %q does not write the duration as text", out.String())
+	}
 }
