@@ -85,7 +85,7 @@ func startServe(t *testing.T, args ...string) *agentProcess {
 	socket := filepath.Join(shortTempDir(t), "v.sock")
 	args = append([]string{"serve", "--listen", "unix://" + socket + "?vm=guest"}, args...)
 	cmd := exec.Command(os.Args[0], args...)
-	cmd.Env = append(os.Environ(), "VCOMLINK_RUN_MAIN=1")
+	cmd.Env = agentEnv(t)
 	p := &agentProcess{cmd: cmd, socket: socket, log: &syncBuffer{}, done: make(chan struct{})}
 	cmd.Stdout = p.log
 	cmd.Stderr = p.log
@@ -118,6 +118,13 @@ func startServe(t *testing.T, args ...string) *agentProcess {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// agentEnv is the environment of an agent that a test starts: its
+// temporary files, such as the simulator's CA, go to a directory that the
+// test removes, even when the test kills the agent.
+func agentEnv(t *testing.T) []string {
+	return append(os.Environ(), "VCOMLINK_RUN_MAIN=1", "TMPDIR="+shortTempDir(t))
 }
 
 // stop sends SIGTERM and returns the exit code.

@@ -237,7 +237,7 @@ func TestServeStopsDuringStartUp(t *testing.T) {
 func startServeProcess(t *testing.T, args ...string) (*exec.Cmd, *syncBuffer) {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], args...)
-	cmd.Env = append(os.Environ(), "VCOMLINK_RUN_MAIN=1")
+	cmd.Env = agentEnv(t)
 	log := &syncBuffer{}
 	cmd.Stdout = log
 	cmd.Stderr = log
