@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strings"
 	"time"
 )
 
@@ -33,11 +34,14 @@ type StatusError struct {
 	RetryAfter time.Duration
 }
 
-// Error returns the operation, handle, status and the agent's message.
+// Error returns the operation, handle, status and the agent's message. The
+// agent's message starts with the same operation and handle, which Error
+// writes once.
 func (e *StatusError) Error() string {
-	msg := fmt.Sprintf("%s 0x%08x: agent returned %d %s", e.Op, e.Handle, e.StatusCode, http.StatusText(e.StatusCode))
+	prefix := fmt.Sprintf("%s 0x%08x: ", e.Op, e.Handle)
+	msg := fmt.Sprintf("%sagent returned %d %s", prefix, e.StatusCode, http.StatusText(e.StatusCode))
 	if e.Message != "" {
-		msg += ": " + e.Message
+		msg += ": " + strings.TrimPrefix(e.Message, prefix)
 	}
 	return msg
 }

@@ -10,6 +10,7 @@ import (
 	"crypto/sha256"
 	"crypto/x509"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -293,8 +294,12 @@ func TestAgentStatusErrors(t *testing.T) {
 			if statusErr.Message == "" {
 				t.Error("Message is empty, want the agent's message")
 			}
-			if !strings.Contains(err.Error(), statusErr.Message) {
-				t.Errorf("error %q does not contain the agent's message", err)
+			own := strings.TrimPrefix(statusErr.Message, fmt.Sprintf("%s 0x%08x: ", tc.op, tc.handle))
+			if !strings.Contains(err.Error(), own) {
+				t.Errorf("error %q does not contain the agent's message %q", err, own)
+			}
+			if strings.Count(err.Error(), tc.op+" ") != 1 {
+				t.Errorf("error %q names the operation more than once", err)
 			}
 		})
 	}
@@ -371,5 +376,18 @@ func TestAgentStopped(t *testing.T) {
 	var statusErr *client.StatusError
 	if errors.As(err, &statusErr) {
 		t.Error("a transport error is also a *client.StatusError")
+	}
+}
+
+func TestStatusErrorNamesOperationOnce(t *testing.T) {
+	c := startRealAgent(t).newClient(t)
+	_, err := c.ReadNV(context.Background(), 0x01600000)
+	want := "readnv 0x01600000: agent returned 403 Forbidden: refused by the access policy: guests never use this handle"
+	if err == nil || err.Error() != want {
+		t.Errorf("error is %q, want %q", err, want)
+	}
+	var statusErr *client.StatusError
+	if errors.As(err, &statusErr) && !strings.HasPrefix(statusErr.Message, "readnv 0x01600000: ") {
+		t.Errorf("Message %q lost the agent's own prefix", statusErr.Message)
 	}
 }
