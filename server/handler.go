@@ -25,9 +25,23 @@ const retryAfterSeconds = "1"
 
 // exchange is one request as the server handles it.
 type exchange struct {
-	peer  string           // the peer's identity, as transport.Peer.ID returns it
-	op    policy.Operation // empty for an unknown path
-	start time.Time
+	peer      string           // the peer's identity, as transport.Peer.ID returns it
+	op        policy.Operation // empty for an unknown path
+	handle    uint32           // the request's handle, once its body is decoded
+	hasHandle bool
+	start     time.Time
+}
+
+// requestHandle returns the handle that a request message names: the index
+// of every operation but activatecred, and activatecred's aik_index.
+func requestHandle(m proto.Message) (uint32, bool) {
+	switch m := m.(type) {
+	case interface{ GetIndex() uint32 }:
+		return m.GetIndex(), true
+	case interface{ GetAikIndex() uint32 }:
+		return m.GetAikIndex(), true
+	}
+	return 0, false
 }
 
 // handlerFunc handles the request of one operation.
@@ -61,6 +75,7 @@ func operation[Req any, PReq interface {
 				fmt.Sprintf("%s: the body is not a valid %s message: %v", ex.op, req.ProtoReflect().Descriptor().Name(), err), nil)
 			return
 		}
+		ex.handle, ex.hasHandle = requestHandle(req)
 
 		ctx, cancel := context.WithTimeout(r.Context(), s.cfg.RequestTimeout)
 		defer cancel()
@@ -143,7 +158,7 @@ func (s *Server) reply(w http.ResponseWriter, r *http.Request, ex exchange, out 
 	if s.cfg.Metrics != nil {
 		s.cfg.Metrics.ObserveRequest(string(ex.op), http.StatusOK, duration)
 	}
-	s.log.Debug("request served", "peer", ex.peer, "op", ex.op, "status", http.StatusOK, "duration", duration)
+	s.log.Debug("request served", "peer", ex.peer, "op", ex.op, "handle", tpm.FormatHandle(ex.handle), "status", http.StatusOK, "duration", duration)
 }
 
 // fail writes a one-line text error and logs it. Refusals (403, 429) and
@@ -172,6 +187,9 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, ex exchange, statu
 func (s *Server) logFailure(r *http.Request, ex exchange, status int, msg string, err error) {
 	attrs := []any{"peer", ex.peer, "op", ex.op}
 	handle, hasHandle := handleOf(err)
+	if !hasHandle {
+		handle, hasHandle = ex.handle, ex.hasHandle
+	}
 	if hasHandle {
 		attrs = append(attrs, "handle", tpm.FormatHandle(handle))
 	}
@@ -180,15 +198,19 @@ func (s *Server) logFailure(r *http.Request, ex exchange, status int, msg string
 		attrs = append(attrs, "rc", fmt.Sprintf("0x%03x", uint32(rc)))
 	}
 
+	label := fmt.Sprintf("%d %s", status, metricsOp(ex))
+	if hasHandle {
+		label += " " + tpm.FormatHandle(handle)
+	}
 	switch {
 	case status == http.StatusForbidden, status == http.StatusTooManyRequests:
 		key := fmt.Sprintf("%d %s %08x", status, ex.op, handle)
-		if s.refusals.record(ex.peer, key) {
+		if s.refusals.record(ex.peer, key, label) {
 			s.log.Log(r.Context(), slog.LevelWarn, "request refused", attrs...)
 		}
 	case status == http.StatusInternalServerError:
 		key := fmt.Sprintf("%d %s %08x %s", status, ex.op, handle, msg)
-		if s.refusals.record(ex.peer, key) {
+		if s.refusals.record(ex.peer, key, label) {
 			s.log.Log(r.Context(), slog.LevelError, "request failed", attrs...)
 		}
 	default:

@@ -52,7 +52,7 @@ func opPrefix(ex exchange) string {
 // logDroppedConn logs a connection that the connection limits closed at
 // once, within the limits of the refusal log.
 func (s *Server) logDroppedConn(peer transport.Peer, reason string) {
-	if s.refusals.record(peer.ID(), "connection closed") {
+	if s.refusals.record(peer.ID(), "connection closed", "connection closed") {
 		s.log.Warn("connection closed at once", "peer", peer.ID(), "reason", reason)
 	}
 }

@@ -152,6 +152,9 @@ func TestMalformedRequests(t *testing.T) {
 		{"empty activatecredparams", http.MethodPost, vcom.PathActivateCredParams, nil, 400, "index is missing"},
 		{"empty activatecred", http.MethodPost, vcom.PathActivateCredential, nil, 400, "aik_index is missing"},
 		{"empty certifykey", http.MethodPost, vcom.PathCertifyKey, nil, 400, "index is missing"},
+		{"hierarchy as key", http.MethodPost, vcom.PathGetPub, varintField(1, 0x40000001), 400, "getpub 0x40000001: the handle is a hierarchy or permanent handle; this operation needs a persistent key handle"},
+		{"key as NV index", http.MethodPost, vcom.PathReadNV, varintField(1, uint64(vcom.HandleAIK)), 400, "readnv 0x81000003: the handle is a persistent object; this operation needs an NV index"},
+		{"transient as AIK", http.MethodPost, vcom.PathActivateCredential, varintField(3, 0x80000001), 400, "the aik_index handle is a transient object"},
 		{"over the body limit", http.MethodPost, vcom.PathSign, make([]byte, vcom.MaxBodySize+1), 413, "larger than the limit of 65536 bytes"},
 	}
 	for _, c := range cases {

@@ -1,0 +1,58 @@
+package server
+
+import (
+	"bytes"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/vcomlink/vcomlink/api/vcom"
+)
+
+func TestRefusalLogNamesWhatItLeftOut(t *testing.T) {
+	var out bytes.Buffer
+	l := newRefusalLog(slog.New(slog.NewTextHandler(&out, nil)), time.Minute)
+
+	// Thirty handles, each refused twice: the first ten get a line each.
+	// The count line names the first eight handles left out, each refused
+	// twice, and counts the other 34 refusals.
+	for range 2 {
+		for h := range 30 {
+			label := fmt.Sprintf("403 readnv 0x%08x", 0x01000000+h)
+			l.record("vm:probe", label, label)
+		}
+	}
+	l.flush()
+
+	want := `count=50 interval=1m0s refusals="403 readnv 0x0100000a: 2, 403 readnv 0x0100000b: 2, ` +
+		`403 readnv 0x0100000c: 2, 403 readnv 0x0100000d: 2, 403 readnv 0x0100000e: 2, ` +
+		`403 readnv 0x0100000f: 2, 403 readnv 0x01000010: 2, 403 readnv 0x01000011: 2, and 34 others"`
+	if !strings.Contains(out.String(), want) {
+		t.Errorf("count line is\n%s\nwant it to contain\n%s", out.String(), want)
+	}
+}
+
+func TestDebugLogNamesHandles(t *testing.T) {
+	debug := &logBuffer{}
+	a := startAgentWith(t, func(c *Config) {
+		c.Logger = slog.New(slog.NewTextHandler(debug, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	})
+	a.mustServe(t, "with debug logging")
+	r := a.post(t, vcom.PathSign, &vcom.TpmRequestSign{Index: vcom.HandleECDHKey, Data: []byte("not a digest")})
+	checkError(t, "digest of the wrong length", r, http.StatusBadRequest, "")
+	r = a.post(t, vcom.PathActivateCredential, &vcom.TpmRequestGeneratedCred{AikIndex: vcom.HandleAIK})
+	checkError(t, "empty credential", r, http.StatusBadRequest, "")
+
+	for _, want := range [][]string{
+		{"request served", "op=getpub", "handle=0x81000003", "status=200"},
+		{"request failed", "op=sign", "handle=0x81000005", "status=400"},
+		{"request failed", "op=activatecred", "handle=0x81000003", "status=400"},
+	} {
+		if lines := debug.lines(want...); len(lines) != 1 {
+			t.Errorf("debug log has %d lines with %q; want 1:\n%s", len(lines), want, debug)
+		}
+	}
+}
