@@ -30,10 +30,16 @@ func Listen(spec string) (net.Listener, error) {
 	if err != nil {
 		return nil, err
 	}
+	var l net.Listener
 	if network == "unix" {
-		return transport.ListenUnix(address)
+		l, err = transport.ListenUnix(address)
+	} else {
+		l, err = net.Listen(network, address)
 	}
-	return net.Listen(network, address)
+	if err != nil {
+		return nil, fmt.Errorf("admin listener %s: %w", spec, err)
+	}
+	return l, nil
 }
 
 // ParseAddress checks an --admin value and returns the network ("unix" or

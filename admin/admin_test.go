@@ -51,14 +51,17 @@ func TestHealthAndReadiness(t *testing.T) {
 	if !strings.Contains(body, "TPM_RC_FAILURE") {
 		t.Errorf("/readyz body %q does not name the TPM's response code", body)
 	}
+	if strings.Contains(body, "retry") || strings.Contains(body, "0x00000000") {
+		t.Errorf("/readyz body %q carries a guest's advice or a handle", body)
+	}
 	sim.Fail(tpm2.TPMCCGetCapability, 0)
 	if code, _ := get(t, h, "/readyz"); code != 200 {
 		t.Errorf("/readyz after the TPM recovered = %d; want 200", code)
 	}
 
 	svc.Close()
-	if code, _ := get(t, h, "/readyz"); code != http.StatusServiceUnavailable {
-		t.Errorf("/readyz after the service closed = %d; want 503", code)
+	if code, body := get(t, h, "/readyz"); code != http.StatusServiceUnavailable || strings.Contains(body, "retry") {
+		t.Errorf("/readyz after the service closed = %d %q; want 503 without advice to retry", code, body)
 	}
 	if code, _ := get(t, h, "/healthz"); code != 200 {
 		t.Errorf("/healthz after the service closed = %d; want 200 while the process runs", code)
@@ -131,5 +134,23 @@ func TestListenUnixAndLoopback(t *testing.T) {
 			continue
 		}
 		l.Close()
+	}
+}
+
+func TestListenErrorNamesTheAdminListener(t *testing.T) {
+	dir, err := os.MkdirTemp("", "vca")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(dir)
+	spec := "unix://" + filepath.Join(dir, "admin.sock")
+	l, err := Listen(spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	_, err = Listen(spec)
+	if err == nil || !strings.HasPrefix(err.Error(), "admin listener "+spec+": ") {
+		t.Errorf("second Listen(%q) = %v; want an error that names the admin listener", spec, err)
 	}
 }

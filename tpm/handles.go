@@ -41,7 +41,7 @@ func CheckPersistent(op string, field string, h uint32) error {
 		return newError(op, h, ErrInvalid, "%s is missing; set it to a persistent key handle such as 0x81000003", field)
 	}
 	if handleType(h) != tpm2.TPMHTPersistent {
-		return newError(op, h, ErrInvalid, "%s is %s; this operation needs a persistent key handle (0x81xxxxxx)", field, HandleType(h))
+		return newError(op, h, ErrInvalid, "%s is %s; this operation needs a persistent key handle (0x81xxxxxx)", handleSubject(field), HandleType(h))
 	}
 	return nil
 }
@@ -53,9 +53,19 @@ func CheckNVIndex(op string, field string, h uint32) error {
 		return newError(op, h, ErrInvalid, "%s is missing; set it to an NV index such as 0x01c00002", field)
 	}
 	if handleType(h) != tpm2.TPMHTNVIndex {
-		return newError(op, h, ErrInvalid, "%s is %s; this operation needs an NV index (0x01xxxxxx)", field, HandleType(h))
+		return newError(op, h, ErrInvalid, "%s is %s; this operation needs an NV index (0x01xxxxxx)", handleSubject(field), HandleType(h))
 	}
 	return nil
+}
+
+// handleSubject names the handle of a request field in a message: "the
+// handle" for index, which every operation but activatecred has, and
+// "the aik_index handle" for another field.
+func handleSubject(field string) string {
+	if field == "index" {
+		return "the handle"
+	}
+	return "the " + field + " handle"
 }
 
 // FormatHandle writes h as the TPM specification does: 0x and eight hex
