@@ -154,16 +154,26 @@ func (f *File) OwnerReadNV() map[uint32]bool {
 	return out
 }
 
-// Summary describes the policy in one line for the log.
+// Summary describes the policy in one line for the log, as "a default
+// entry of 2 grants, 3 peer entries, 1 never range, 0 owner-read indices".
 func (f *File) Summary() string {
 	var parts []string
 	if f.HasDefault {
-		parts = append(parts, fmt.Sprintf("a default entry of %d grants", len(f.Default)))
+		parts = append(parts, "a default entry of "+count(len(f.Default), "grant", "grants"))
 	} else {
 		parts = append(parts, "no default entry")
 	}
-	parts = append(parts, fmt.Sprintf("%d peer entries", len(f.Peers)))
-	parts = append(parts, fmt.Sprintf("%d never ranges", len(f.Never)))
-	parts = append(parts, fmt.Sprintf("%d owner-read indices", len(f.OwnerRead)))
+	parts = append(parts,
+		count(len(f.Peers), "peer entry", "peer entries"),
+		count(len(f.Never), "never range", "never ranges"),
+		count(len(f.OwnerRead), "owner-read index", "owner-read indices"))
 	return strings.Join(parts, ", ")
+}
+
+// count writes n with the singular or plural noun.
+func count(n int, singular, plural string) string {
+	if n == 1 {
+		return "1 " + singular
+	}
+	return fmt.Sprintf("%d %s", n, plural)
 }

@@ -324,3 +324,21 @@ func TestStoreReplacesPolicy(t *testing.T) {
 		t.Errorf("Get returns %v; want the policy last Set", s.Get())
 	}
 }
+
+func TestSummary(t *testing.T) {
+	for _, tc := range []struct{ policy, want string }{
+		{`peers: {"vm:a": [{ops: [getpub], handles: [0x81000003]}]}
+never: [0x01600000]
+owner_read: [0x01500000]
+`, "no default entry, 1 peer entry, 1 never range, 1 owner-read index"},
+		{`default: [{ops: [getpub], handles: [0x81000003]}, {ops: [readnv], handles: [0x01c00002]}]
+peers: {"vm:a": [], "vm:b": []}
+never: []
+owner_read: []
+`, "a default entry of 2 grants, 2 peer entries, 0 never ranges, 0 owner-read indices"},
+	} {
+		if got := mustParse(t, tc.policy).Summary(); got != tc.want {
+			t.Errorf("Summary() = %q; want %q", got, tc.want)
+		}
+	}
+}
