@@ -156,7 +156,7 @@ func (c *cli) parse(args []string) ([]string, error) {
 			if errors.Is(err, flag.ErrHelp) {
 				return nil, err
 			}
-			return nil, usagef("%s (see vcomlink %s --help)", doubleDash(err.Error()), c.name)
+			return nil, usagef("%s (see vcomlink %s --help)", flagErrorText(err.Error(), args), c.name)
 		}
 		rest := c.fs.Args()
 		if len(rest) == 0 {
@@ -177,6 +177,23 @@ func (c *cli) parse(args []string) ([]string, error) {
 		return nil, usagef("expected %s, got %d arguments (see vcomlink %s --help)", c.args, len(positional), c.name)
 	}
 	return positional, nil
+}
+
+// flagErrorText rewrites an error of package flag for the help's two-dash
+// flag names. An unknown flag is quoted as the command line wrote it, so
+// that "-v" is not reported as "--v".
+func flagErrorText(message string, args []string) string {
+	const unknown = "flag provided but not defined: -"
+	if name, ok := strings.CutPrefix(message, unknown); ok {
+		for _, arg := range args {
+			typed, _, _ := strings.Cut(arg, "=")
+			if strings.TrimLeft(typed, "-") == name && strings.HasPrefix(typed, "-") {
+				return fmt.Sprintf("unknown flag %s", typed)
+			}
+		}
+		return "unknown flag --" + name
+	}
+	return doubleDash(message)
 }
 
 // doubleDash rewrites the flag names in an error of package flag, which

@@ -296,6 +296,8 @@ func TestVerifySignCases(t *testing.T) {
 		{"unrestricted message", []string{"--key", f.ecdhPEM, "--in", msg, "--sig", ecdhRaw}, exitOK, "verified: ECDSA-SHA256 signature"},
 		{"unrestricted digest", []string{"--key", f.ecdhPub, "--in", msgDigest, "--sig", ecdhJSON, "--digest"}, exitOK, "verified: ECDSA-SHA256"},
 		{"explicit hash", []string{"--key", f.ecdhPEM, "--in", msg, "--sig", ecdhRaw, "--hash", "sha256"}, exitOK, "verified"},
+		{"digest without --digest", []string{"--key", f.ecdhPub, "--in", msgDigest, "--sig", ecdhJSON}, exitFailure,
+			"invalid ECDSA-SHA256 signature; --in is a digest that the key signed as it is: verify it with --digest"},
 		{"other message", []string{"--key", f.aikPEM, "--in", other, "--sig", aikRaw}, exitFailure, "verification failed: invalid RSASSA-SHA256 signature"},
 		{"other key", []string{"--key", f.ekPEM, "--in", msg, "--sig", aikRaw}, exitFailure, "verification failed"},
 		{"tampered ECDSA", []string{"--key", f.ecdhPEM, "--in", msg, "--sig", ecdhTampered}, exitFailure, "verification failed: invalid ECDSA-SHA256 signature"},

@@ -70,6 +70,9 @@ func runVerifySign(args []string, stdout, stderr io.Writer) int {
 			return err
 		}
 		if err := verify.VerifyDigest(key.key, sig, digest); err != nil {
+			if !*isDigest && len(data) == len(digest) && verify.VerifyDigest(key.key, sig, data) == nil {
+				err = fmt.Errorf("%w; --in is a digest that the key signed as it is: verify it with --digest", err)
+			}
 			return &verificationError{err}
 		}
 
