@@ -9,10 +9,12 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/google/go-tpm/tpm2/transport"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/vcomlink/vcomlink/api/vcom"
 	"github.com/vcomlink/vcomlink/internal/simtest"
@@ -30,6 +32,7 @@ type socketTPM struct {
 	simMu  sync.Mutex // one command at a time at the simulator
 	gateMu sync.Mutex
 	gate   chan struct{} // closed while the TPM responds
+	held   atomic.Int32  // commands that wait for the gate
 }
 
 func startSocketTPM(t *testing.T, sim *simtest.TPM, dir string) *socketTPM {
@@ -76,7 +79,9 @@ func (p *socketTPM) serve(c net.Conn) {
 		p.gateMu.Lock()
 		gate := p.gate
 		p.gateMu.Unlock()
+		p.held.Add(1)
 		<-gate
+		p.held.Add(-1)
 
 		p.simMu.Lock()
 		rsp, err := p.sim.Send(cmd)
@@ -203,6 +208,63 @@ func TestTPMStopsAnswering(t *testing.T) {
 	waitServed(t, a, "after the TPM answers again")
 	other.mustServe(t, "after the TPM answers again")
 	checkOneEpisode(t, logs)
+}
+
+func TestGoneGuestLeavesQueue(t *testing.T) {
+	sim := simtest.Start(t)
+	logs := &logBuffer{}
+	socket := startSocketTPM(t, sim, shortTempDir(t))
+	cfg := tpm.DefaultConfig()
+	cfg.Logger = logs.logger()
+	open := func() (transport.TPMCloser, error) { return backend.OpenSocket(socket.path, 2*time.Second) }
+	svc, err := tpm.New(open, cfg)
+	if err != nil {
+		t.Fatalf("start service: %v", err)
+	}
+	t.Cleanup(func() { svc.Close() })
+	a := newLoggedAgent(t, svc, logs, nil)
+	b := a.as(t, "b")
+
+	// vm:guest's readnv holds the frozen TPM.
+	socket.freeze()
+	first := make(chan response, 1)
+	go func() { first <- a.postNoFatal(vcom.PathReadNV, &vcom.TpmRequestReadNv{Index: vcom.HandleEKCert}) }()
+	waitFor(t, "the TPM holds a command", func() bool { return socket.held.Load() == 1 })
+
+	// vm:b's request queues behind it, and vm:b hangs up.
+	c, err := net.Dial("unix", b.socket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := proto.Marshal(&vcom.TpmRequestReadNv{Index: vcom.HandleEKCert})
+	if _, err := c.Write(rawRequest(vcom.PathReadNV, body)); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "vm:b's request queues", func() bool { return svc.QueueDepth()["vm:b"] == 1 })
+	c.Close()
+
+	// The queue empties while the TPM is still frozen.
+	waitFor(t, "vm:b's request leaves the queue", func() bool { return svc.QueueDepth()["vm:b"] == 0 })
+	socket.thaw()
+	if r := <-first; r.status != http.StatusOK {
+		t.Errorf("the request that held the TPM got %d (%s); want 200", r.status, r.body)
+	}
+	b.mustServe(t, "after vm:b hung up while queued")
+	if lines := logs.lines("level=ERROR"); len(lines) != 0 {
+		t.Errorf("a guest that hung up caused error lines:\n%s", logs)
+	}
+}
+
+// waitFor polls cond until it holds, and fails after ten seconds.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting until %s", what)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
 }
 
 func shortTempDir(t *testing.T) string {

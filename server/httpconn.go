@@ -9,11 +9,14 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"runtime/debug"
 	"sort"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/vcomlink/vcomlink/tpm"
 )
 
 // The guest API serves each connection with its own HTTP/1.1 loop around
@@ -21,8 +24,10 @@ import (
 // http.Server starts a goroutine and moves the read deadline twice for
 // every request, to notice a client that goes away; for a getpub on a
 // swtpm that doubled the time the HTTP exchange took (BENCHMARKS.md). The
-// agent needs none of that: a request's body is read whole before it waits
-// for the TPM, and its wait is bounded by the request timeout.
+// agent needs little of that: a request's body is read whole before it
+// waits for the TPM, and its wait is bounded by the request timeout. Only a
+// request that queues behind others has its connection watched
+// (watchHangup), so that a guest that goes away gives up its turn.
 
 // Buffer sizes of a connection. Requests and responses are small: a request
 // body is at most vcom.MaxBodySize, and a response a few KiB.
@@ -82,6 +87,7 @@ var errHeaderTooLarge = errors.New("request headers too large")
 func (s *Server) serveConn(rwc net.Conn) {
 	c := &conn{s: s, rwc: rwc, info: connInfoOf(rwc)}
 	c.ctx = context.WithValue(context.Background(), connKey{}, c.info)
+	c.ctx = tpm.WithHangupWatch(c.ctx, c.watchHangup)
 	c.limit = &limitedReader{r: rwc, remaining: -1}
 	c.br = bufio.NewReaderSize(c.limit, readBufferSize)
 	c.bw = bufio.NewWriterSize(rwc, writeBufferSize)
@@ -148,15 +154,36 @@ func (c *conn) serveRequest(wait time.Duration) bool {
 		}
 	}
 
-	// NOTE: unlike http.Server, the loop does not watch the connection while
-	// a request waits for the TPM, so a guest that hangs up keeps its turn
-	// and its job still runs. A peer can hold at most --max-conns-per-peer
-	// such jobs, and they wait in that peer's own queue.
 	w := &responseWriter{conn: c, header: make(http.Header), status: http.StatusOK}
 	s.handler.ServeHTTP(w, req)
 	keep := w.finish(req)
 	return keep && !s.draining.Load()
 }
+
+// watchHangup watches the connection while its request waits in the TPM's
+// queue, and calls gone if the guest closes it, or shuts down its sending
+// side as http.Server also takes for a hang-up. Bytes of a next request
+// end the watch and stay in the buffer. The connection's goroutine waits
+// for the TPM meanwhile, so only the watch reads the connection; stop
+// returns once the watch has stopped reading.
+func (c *conn) watchHangup(gone func()) (stop func()) {
+	c.rwc.SetReadDeadline(time.Time{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if _, err := c.br.Peek(1); err != nil && !errors.Is(err, os.ErrDeadlineExceeded) {
+			gone()
+		}
+	}()
+	return func() {
+		c.rwc.SetReadDeadline(aLongTimeAgo)
+		<-done
+		c.rwc.SetReadDeadline(time.Now().Add(c.s.cfg.BodyTimeout))
+	}
+}
+
+// aLongTimeAgo is a read deadline in the past, which ends a read at once.
+var aLongTimeAgo = time.Unix(1, 0)
 
 // rejectRequest responds to a request whose line or headers could not be
 // read. A connection that broke or timed out gets no response.

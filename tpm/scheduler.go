@@ -2,6 +2,7 @@ package tpm
 
 import (
 	"context"
+	"slices"
 	"sync"
 	"sync/atomic"
 
@@ -54,7 +55,8 @@ func newScheduler(t transport.TPM) *scheduler {
 
 // Do runs run for peer and waits until it has run: at once if no job runs
 // or waits, else in the peer's turn. If ctx ends while the job is still
-// queued, the job is dropped and Do returns ctx's error. Once the job has
+// queued, or the guest of a watched request goes away (WithHangupWatch),
+// the job is dropped and Do returns the cause. Once the job has
 // started, Do waits for it to finish, because a TPM command cannot be
 // abandoned halfway.
 func (s *scheduler) Do(ctx context.Context, peer string, run func(t transport.TPM) error) error {
@@ -81,14 +83,38 @@ func (s *scheduler) Do(ctx context.Context, peer string, run func(t transport.TP
 	s.mu.Unlock()
 	s.signal()
 
+	ctx, stopWatch := watchHangup(ctx)
+	defer stopWatch()
 	select {
 	case err := <-j.done:
 		return err
 	case <-ctx.Done():
 		if j.state.CompareAndSwap(jobQueued, jobCancelled) {
-			return ctx.Err()
+			s.drop(peer, j)
+			return context.Cause(ctx)
 		}
 		return <-j.done
+	}
+}
+
+// drop removes a cancelled job from its peer's queue, unless the worker
+// has already taken it out, so that Depth counts only jobs that will run.
+func (s *scheduler) drop(peer string, j *job) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	q := s.queues[peer]
+	i := slices.Index(q, j)
+	if i < 0 {
+		return
+	}
+	q = slices.Delete(q, i, i+1)
+	if len(q) > 0 {
+		s.queues[peer] = q
+		return
+	}
+	delete(s.queues, peer)
+	if i := slices.Index(s.ring, peer); i >= 0 {
+		s.ring = slices.Delete(s.ring, i, i+1)
 	}
 }
 

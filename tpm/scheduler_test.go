@@ -127,6 +127,9 @@ func TestSchedulerCancelledJobsKeepTurns(t *testing.T) {
 			t.Fatalf("cancelled Do = %v; want context.Canceled", err)
 		}
 	}
+	if depth := s.Depth()["a"]; depth != 0 {
+		t.Errorf("Depth counts %d cancelled jobs of a; want 0", depth)
+	}
 
 	done := make(chan string, 2)
 	for _, peer := range []string{"a", "b"} {
@@ -135,7 +138,7 @@ func TestSchedulerCancelledJobsKeepTurns(t *testing.T) {
 			done <- peer
 		}()
 	}
-	waitForDepth(t, s, "a", 3)
+	waitForDepth(t, s, "a", 1)
 	waitForDepth(t, s, "b", 1)
 	release()
 	for range 2 {
@@ -290,5 +293,61 @@ func TestSchedulerCancelledBeforeStart(t *testing.T) {
 	}
 	if ran {
 		t.Error("a job whose context had ended ran")
+	}
+}
+
+func TestSchedulerDropsJobOfGoneGuest(t *testing.T) {
+	s := newScheduler(nil)
+	defer s.close()
+	release, started := blockWorker(s)
+	defer release()
+	<-started
+
+	hangUp := make(chan func(), 1)
+	stopped := make(chan struct{})
+	ctx := WithHangupWatch(context.Background(), func(gone func()) func() {
+		hangUp <- gone
+		return func() { close(stopped) }
+	})
+	ran := false
+	done := make(chan error)
+	go func() {
+		done <- s.Do(ctx, "b", func(transport.TPM) error {
+			ran = true
+			return nil
+		})
+	}()
+	(<-hangUp)()
+	if err := <-done; !errors.Is(err, ErrGuestGone) || !errors.Is(err, context.Canceled) {
+		t.Fatalf("Do = %v; want ErrGuestGone", err)
+	}
+	select {
+	case <-stopped:
+	default:
+		t.Error("Do returned before it stopped the watch")
+	}
+	release()
+
+	if err := s.Do(context.Background(), "c", func(transport.TPM) error { return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if ran {
+		t.Fatalf("the job of a guest that went away ran")
+	}
+}
+
+func TestSchedulerWatchesOnlyQueuedJobs(t *testing.T) {
+	s := newScheduler(nil)
+	defer s.close()
+	watched := 0
+	ctx := WithHangupWatch(context.Background(), func(func()) func() {
+		watched++
+		return func() {}
+	})
+	if err := s.Do(ctx, "a", func(transport.TPM) error { return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if watched != 0 {
+		t.Errorf("a job that ran at once was watched %d times; want 0", watched)
 	}
 }
