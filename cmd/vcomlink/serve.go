@@ -54,6 +54,7 @@ type serveFlags struct {
 	logLevel       *choiceFlag
 	logFormat      *choiceFlag
 	policyFile     string
+	socketGroup    string
 	limits         limitFlags
 }
 
@@ -80,6 +81,7 @@ func newServeCLI() (*cli, *serveFlags) {
 	fs.Var(f.logLevel, "log-level", "least severe `LEVEL` to log: debug, info, warn or error")
 	fs.Var(f.logFormat, "log-format", "log `FORMAT`: text or json (one JSON object a line, durations as strings such as \"1.5ms\")")
 	fs.StringVar(&f.policyFile, "policy", "", "access policy `FILE` (YAML, see docs/policy.md) that grants each peer operations on handles; without it the built-in policy applies")
+	fs.StringVar(&f.socketGroup, "socket-group", "", "`GROUP`, by name or numeric ID, that owns the socket files of the unix:// listeners (not --admin's), so that a hypervisor running in that group may connect; the files keep mode 0660; needs CAP_CHOWN unless the agent is in the group")
 	f.limits.register(fs)
 	return c, f
 }
@@ -111,8 +113,9 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 // serveSettings holds the values that parseServe checked and derived from
 // the flags.
 type serveSettings struct {
-	spec   backend.Spec
-	access policy.Checker
+	spec        backend.Spec
+	access      policy.Checker
+	socketGroup int // the group ID of --socket-group, or -1 without it
 }
 
 // parseServe parses the command line and the --config file, and checks
@@ -136,6 +139,13 @@ func parseServe(c *cli, f *serveFlags, args []string) (*serveSettings, error) {
 	if err := checkListeners(f.listen.values); err != nil {
 		return nil, err
 	}
+	socketGroup := -1
+	if f.socketGroup != "" {
+		socketGroup, err = transport.LookupGroup(f.socketGroup)
+		if err != nil {
+			return nil, fmt.Errorf("invalid --socket-group: %w", err)
+		}
+	}
 	for _, h := range []struct {
 		flag string
 		h    handleFlag
@@ -156,7 +166,7 @@ func parseServe(c *cli, f *serveFlags, args []string) (*serveSettings, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &serveSettings{spec: spec, access: access}, nil
+	return &serveSettings{spec: spec, access: access, socketGroup: socketGroup}, nil
 }
 
 // checkListeners parses every --listen value and rejects two listeners on
@@ -217,7 +227,7 @@ func serve(f *serveFlags, settings *serveSettings, log *slog.Logger) error {
 	if a.admin != nil {
 		go func() { errs <- a.admin.serve() }()
 	}
-	log.Info("vcomlink serving", "listen", strings.Join(f.listen.values, " "), "admin", f.admin, "policy", policyName(f.policyFile))
+	log.Info("vcomlink serving", "listen", strings.Join(f.listen.values, " "), "socket_group", f.socketGroup, "admin", f.admin, "policy", policyName(f.policyFile))
 
 	reloader := &policyReloader{path: f.policyFile, store: a.store, svc: a.svc, log: log}
 	for {
@@ -303,6 +313,11 @@ func startAgent(f *serveFlags, settings *serveSettings, log *slog.Logger) (*agen
 			return a, err
 		}
 		a.listeners = append(a.listeners, l)
+		if settings.socketGroup >= 0 {
+			if err := l.SetSocketGroup(settings.socketGroup); err != nil {
+				return a, fmt.Errorf("listen on %s: %w", addr, err)
+			}
+		}
 	}
 	if f.admin != "" {
 		a.admin, err = startAdmin(f.admin, m, svc, log)
