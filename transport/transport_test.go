@@ -3,8 +3,11 @@ package transport
 import (
 	"net"
 	"os"
+	"os/user"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 )
 
@@ -204,5 +207,133 @@ func TestTCPListenerIdentifiesPeer(t *testing.T) {
 	peer, _ := PeerOf(c)
 	if peer.ID() != "tcp:127.0.0.1" {
 		t.Errorf("peer ID %q; want tcp:127.0.0.1", peer.ID())
+	}
+}
+
+// groupOtherThanOwn returns a group ID that the test process may give a
+// file it owns but that differs from its own group, so that a test of the
+// socket's group fails if the group is not set. Root may give any group,
+// and another user one of its supplementary groups.
+func groupOtherThanOwn(t *testing.T) int {
+	t.Helper()
+	own := os.Getegid()
+	if os.Geteuid() == 0 {
+		if own != 65534 {
+			return 65534
+		}
+		return 65533
+	}
+	groups, err := os.Getgroups()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, g := range groups {
+		if g != own {
+			return g
+		}
+	}
+	t.Skip("the test needs root, or a supplementary group to give the socket file")
+	return 0
+}
+
+func socketGroupOf(t *testing.T, path string) int {
+	t.Helper()
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return int(fi.Sys().(*syscall.Stat_t).Gid)
+}
+
+func TestUnixListenerSocketGroup(t *testing.T) {
+	gid := groupOtherThanOwn(t)
+	path := filepath.Join(shortTempDir(t), "vm1.sock_2000")
+	l, err := Listen("unix://" + path + "?vm=vm1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	if err := l.SetSocketGroup(gid); err != nil {
+		t.Fatal(err)
+	}
+
+	if got := socketGroupOf(t, path); got != gid {
+		t.Errorf("socket group %d; want %d", got, gid)
+	}
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if mode := fi.Mode().Perm(); mode != socketMode {
+		t.Errorf("socket mode %o; want %o", mode, socketMode)
+	}
+}
+
+func TestTCPListenerIgnoresSocketGroup(t *testing.T) {
+	l, err := Listen("tcp://127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	if err := l.SetSocketGroup(4242); err != nil {
+		t.Errorf("SetSocketGroup on a TCP listener: %v", err)
+	}
+}
+
+func TestUnixListenerKeepsOwnGroup(t *testing.T) {
+	path := filepath.Join(shortTempDir(t), "agent.sock")
+	l, err := Listen("unix://" + path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	if got, want := socketGroupOf(t, path), os.Getegid(); got != want {
+		t.Errorf("socket group %d; want the process's group %d", got, want)
+	}
+}
+
+func TestLookupGroup(t *testing.T) {
+	own := os.Getegid()
+	g, err := user.LookupGroupId(strconv.Itoa(own))
+	if err != nil {
+		t.Fatalf("the process's own group %d has no name: %v", own, err)
+	}
+	byName, err := LookupGroup(g.Name)
+	if err != nil {
+		t.Fatalf("LookupGroup(%q): %v", g.Name, err)
+	}
+	if byName != own {
+		t.Errorf("LookupGroup(%q) = %d; want %d", g.Name, byName, own)
+	}
+
+	// A number is a group ID even without a name on the host.
+	byNumber, err := LookupGroup("4242")
+	if err != nil {
+		t.Fatalf("LookupGroup(\"4242\"): %v", err)
+	}
+	if byNumber != 4242 {
+		t.Errorf("LookupGroup(\"4242\") = %d; want 4242", byNumber)
+	}
+}
+
+func TestLookupGroupRejects(t *testing.T) {
+	cases := []struct {
+		in   string
+		want string
+	}{
+		{"no-such-group-vcomlink", `group "no-such-group-vcomlink" not found`},
+		{"", `group "" not found`},
+		{"-1", `group "-1" not found`},
+		{"4294967295", "leaves the group unchanged"},
+	}
+	for _, c := range cases {
+		_, err := LookupGroup(c.in)
+		if err == nil {
+			t.Errorf("LookupGroup(%q) succeeded; want an error", c.in)
+			continue
+		}
+		if !strings.Contains(err.Error(), c.want) {
+			t.Errorf("LookupGroup(%q) = %q; want it to contain %q", c.in, err, c.want)
+		}
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -32,13 +33,18 @@ bodies, on vsock port 2000 by default. Runs until SIGTERM or SIGINT, then
 lets requests in flight finish within --shutdown-grace and exits with status
 0. SIGHUP reloads the --policy file.
 
-Every flag can also be set in a --config file: a YAML mapping from the flag's
-name, without the dashes, to its value, or to a list of values for --listen
-and --auth. A flag on the command line takes precedence over the file.`
+With --check, validates the command line, the --config file and the
+--policy file as a start would, prints one line that sums them up and exits,
+without opening the TPM or any socket.
 
-const serveDetails = `Exit status: 0 stopped by SIGTERM or SIGINT; 1 failed to start or to serve
-(the reason is in the log); 2 invalid command line, --config or --policy
-file.`
+Every flag but --config and --check can also be set in a --config file: a
+YAML mapping from the flag's name, without the dashes, to its value, or to a
+list of values for --listen and --auth. A flag on the command line takes
+precedence over the file.`
+
+const serveDetails = `Exit status: 0 stopped by SIGTERM or SIGINT, or --check found no mistake; 1
+failed to start or to serve (the reason is in the log); 2 invalid command
+line, --config or --policy file.`
 
 // serveFlags are the settings of vcomlink serve.
 type serveFlags struct {
@@ -54,6 +60,8 @@ type serveFlags struct {
 	logLevel       *choiceFlag
 	logFormat      *choiceFlag
 	policyFile     string
+	socketGroup    string
+	check          bool
 	limits         limitFlags
 }
 
@@ -80,6 +88,8 @@ func newServeCLI() (*cli, *serveFlags) {
 	fs.Var(f.logLevel, "log-level", "least severe `LEVEL` to log: debug, info, warn or error")
 	fs.Var(f.logFormat, "log-format", "log `FORMAT`: text or json (one JSON object a line, durations as strings such as \"1.5ms\")")
 	fs.StringVar(&f.policyFile, "policy", "", "access policy `FILE` (YAML, see docs/policy.md) that grants each peer operations on handles; without it the built-in policy applies")
+	fs.StringVar(&f.socketGroup, "socket-group", "", "`GROUP`, by name or numeric ID, that owns the socket files of the unix:// listeners (not --admin's), so that a hypervisor running in that group may connect; the files keep mode 0660; needs CAP_CHOWN unless the agent is in the group")
+	fs.BoolVar(&f.check, "check", false, "validate the command line, the --config and --policy files, the addresses, the auth files and --socket-group, print a summary and exit, without opening the TPM or binding a socket; only on the command line")
 	f.limits.register(fs)
 	return c, f
 }
@@ -101,6 +111,10 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "vcomlink serve: %v\n", err)
 		return exitUsage
 	}
+	if f.check {
+		fmt.Fprintln(stdout, checkSummary(f, settings))
+		return exitOK
+	}
 	if err := serve(f, settings, log); err != nil {
 		log.Error("vcomlink failed", "err", err)
 		return exitFailure
@@ -111,8 +125,9 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 // serveSettings holds the values that parseServe checked and derived from
 // the flags.
 type serveSettings struct {
-	spec   backend.Spec
-	access policy.Checker
+	spec        backend.Spec
+	access      policy.Checker
+	socketGroup int // the group ID of --socket-group, or -1 without it
 }
 
 // parseServe parses the command line and the --config file, and checks
@@ -136,6 +151,13 @@ func parseServe(c *cli, f *serveFlags, args []string) (*serveSettings, error) {
 	if err := checkListeners(f.listen.values); err != nil {
 		return nil, err
 	}
+	socketGroup := -1
+	if f.socketGroup != "" {
+		socketGroup, err = transport.LookupGroup(f.socketGroup)
+		if err != nil {
+			return nil, fmt.Errorf("invalid --socket-group: %w", err)
+		}
+	}
 	for _, h := range []struct {
 		flag string
 		h    handleFlag
@@ -156,7 +178,31 @@ func parseServe(c *cli, f *serveFlags, args []string) (*serveSettings, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &serveSettings{spec: spec, access: access}, nil
+	return &serveSettings{spec: spec, access: access, socketGroup: socketGroup}, nil
+}
+
+// checkSummary describes for --check, in one line, what parseServe
+// validated, and what it left out.
+func checkSummary(f *serveFlags, settings *serveSettings) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "configuration and policy are valid: %d listeners (%s)", len(f.listen.values), strings.Join(f.listen.values, ", "))
+	if settings.socketGroup >= 0 {
+		fmt.Fprintf(&b, ", socket group %s", f.socketGroup)
+		if gid := strconv.Itoa(settings.socketGroup); gid != f.socketGroup {
+			fmt.Fprintf(&b, " (ID %s)", gid)
+		}
+	}
+	if f.admin != "" {
+		fmt.Fprintf(&b, ", admin %s", f.admin)
+	}
+	fmt.Fprintf(&b, ", %d auth values", len(f.auth))
+	if file, ok := settings.access.(*policy.File); ok {
+		fmt.Fprintf(&b, ", policy %s (%s)", f.policyFile, file.Summary())
+	} else {
+		b.WriteString(", built-in policy")
+	}
+	fmt.Fprintf(&b, "; the TPM %s was not opened and no socket was bound", settings.spec)
+	return b.String()
 }
 
 // checkListeners parses every --listen value and rejects two listeners on
@@ -217,7 +263,7 @@ func serve(f *serveFlags, settings *serveSettings, log *slog.Logger) error {
 	if a.admin != nil {
 		go func() { errs <- a.admin.serve() }()
 	}
-	log.Info("vcomlink serving", "listen", strings.Join(f.listen.values, " "), "admin", f.admin, "policy", policyName(f.policyFile))
+	log.Info("vcomlink serving", "listen", strings.Join(f.listen.values, " "), "socket_group", f.socketGroup, "admin", f.admin, "policy", policyName(f.policyFile))
 
 	reloader := &policyReloader{path: f.policyFile, store: a.store, svc: a.svc, log: log}
 	for {
@@ -303,6 +349,11 @@ func startAgent(f *serveFlags, settings *serveSettings, log *slog.Logger) (*agen
 			return a, err
 		}
 		a.listeners = append(a.listeners, l)
+		if settings.socketGroup >= 0 {
+			if err := l.SetSocketGroup(settings.socketGroup); err != nil {
+				return a, fmt.Errorf("listen on %s: %w", addr, err)
+			}
+		}
 	}
 	if f.admin != "" {
 		a.admin, err = startAdmin(f.admin, m, svc, log)

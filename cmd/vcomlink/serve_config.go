@@ -49,6 +49,9 @@ func applyConfigFile(fs *flag.FlagSet, path string, set map[string]bool) error {
 		}
 		seen[name] = key.Line
 
+		if name == "check" {
+			return fmt.Errorf("%s:%d: \"check\" may be given only on the command line, because a file that sets it would stop vcomlink serve from serving", path, key.Line)
+		}
 		fl := fs.Lookup(name)
 		if fl == nil || name == "config" {
 			return fmt.Errorf("%s:%d: unknown setting %q; the settings are the flags of vcomlink serve without their dashes (see vcomlink serve --help)", path, key.Line, name)

@@ -1,0 +1,303 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"net"
+	"os"
+	"os/user"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// checkRun is the outcome of one vcomlink serve --check in the test
+// process.
+type checkRun struct {
+	code   int
+	stdout string
+	stderr string
+}
+
+func runCheck(args ...string) checkRun {
+	var stdout, stderr bytes.Buffer
+	code := run(append([]string{"serve", "--check"}, args...), &stdout, &stderr)
+	return checkRun{code: code, stdout: stdout.String(), stderr: stderr.String()}
+}
+
+// ownGroupName returns the name of the test process's group.
+func ownGroupName(t *testing.T) string {
+	t.Helper()
+	g, err := user.LookupGroupId(strconv.Itoa(os.Getegid()))
+	if err != nil {
+		t.Fatalf("the test process's group %d has no name: %v", os.Getegid(), err)
+	}
+	return g.Name
+}
+
+// TestServeCheckValid checks a configuration with two Unix listeners, an
+// admin socket, a policy file, a socket group and a TPM socket. --check
+// must bind no socket and must not connect to the TPM.
+func TestServeCheckValid(t *testing.T) {
+	dir := shortTempDir(t)
+
+	// Another listener serves one listener's path, which serve would
+	// reject as in use. The TPM is a socket that shows whether anything
+	// connects to it.
+	busy := filepath.Join(dir, "busy.sock_2000")
+	busyListener, err := net.Listen("unix", busy)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busyListener.Close()
+	tpmSocket := filepath.Join(dir, "tpm.sock")
+	tpmListener, err := net.Listen("unix", tpmSocket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tpmListener.Close()
+
+	fresh := filepath.Join(dir, "vm2.sock_2000")
+	adminSocket := filepath.Join(dir, "admin.sock")
+	policyPath := filepath.Join(dir, "policy.yaml")
+	writePolicy(t, policyPath, "default:\n  - ops: [getpub]\n    handles: [0x81000003]\npeers:\n  vm:vm1:\n    - ops: all\n      handles: [0x81000005]\n")
+	config := filepath.Join(dir, "config.yaml")
+	writeTestFile(t, config, `tpm: unix://`+tpmSocket+`
+listen:
+  - unix://`+busy+`?vm=vm1
+  - unix://`+fresh+`?vm=vm2
+admin: unix://`+adminSocket+`
+policy: `+policyPath+`
+socket-group: `+ownGroupName(t)+`
+`)
+
+	r := runCheck("--config", config)
+	if r.code != exitOK {
+		t.Fatalf("exit status %d; want %d\n%s", r.code, exitOK, r.stderr)
+	}
+	if r.stderr != "" {
+		t.Errorf("standard error %q; want nothing", r.stderr)
+	}
+	line := strings.TrimSuffix(r.stdout, "\n")
+	if strings.Contains(line, "\n") {
+		t.Errorf("output %q is not one line", r.stdout)
+	}
+	for _, want := range []string{
+		"configuration and policy are valid: 2 listeners",
+		"socket group " + ownGroupName(t),
+		"admin unix://" + adminSocket,
+		"policy " + policyPath + " (a default entry of 1 grants, 1 peer entries",
+		"the TPM unix://" + tpmSocket + " was not opened",
+	} {
+		if !strings.Contains(line, want) {
+			t.Errorf("output %q lacks %q", line, want)
+		}
+	}
+
+	for _, path := range []string{fresh, adminSocket} {
+		if _, err := os.Lstat(path); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("%s exists after --check (%v); want no socket bound", path, err)
+		}
+	}
+	c, err := net.Dial("unix", busy)
+	if err != nil {
+		t.Errorf("the socket of the other listener no longer accepts: %v", err)
+	} else {
+		c.Close()
+	}
+	tpmListener.(*net.UnixListener).SetDeadline(time.Now().Add(100 * time.Millisecond))
+	if c, err := tpmListener.Accept(); err == nil {
+		c.Close()
+		t.Errorf("--check connected to the TPM socket")
+	}
+}
+
+// TestServeCheckMissingTPMDevice shows that --check leaves the TPM alone: a
+// device that does not exist fails at start, but not the check, because the
+// device may be missing where the configuration is checked, such as a
+// build host.
+func TestServeCheckMissingTPMDevice(t *testing.T) {
+	socket := filepath.Join(shortTempDir(t), "v.sock")
+	r := runCheck("--tpm", "/dev/no-such-tpm", "--listen", "unix://"+socket)
+	if r.code != exitOK {
+		t.Fatalf("exit status %d; want %d\n%s", r.code, exitOK, r.stderr)
+	}
+	if !strings.Contains(r.stdout, "1 listeners") {
+		t.Errorf("output %q does not count the listener", r.stdout)
+	}
+	if !strings.Contains(r.stdout, "built-in policy") {
+		t.Errorf("output %q does not name the built-in policy", r.stdout)
+	}
+	if !strings.Contains(r.stdout, "the TPM /dev/no-such-tpm was not opened") {
+		t.Errorf("output %q does not say that the TPM was not opened", r.stdout)
+	}
+	if _, err := os.Lstat(socket); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("%s exists after --check (%v)", socket, err)
+	}
+}
+
+func TestServeCheckPolicyMistake(t *testing.T) {
+	dir := t.TempDir()
+	policyPath := filepath.Join(dir, "policy.yaml")
+	writePolicy(t, policyPath, "default:\n  - ops: [getpub]\n    handles: [0x8100000x]\n")
+	config := filepath.Join(dir, "config.yaml")
+	writeTestFile(t, config, "tpm: /dev/no-such-tpm\npolicy: "+policyPath+"\n")
+
+	r := runCheck("--config", config)
+	if r.code != exitUsage {
+		t.Errorf("exit status %d; want %d", r.code, exitUsage)
+	}
+	if want := policyPath + ":3:"; !strings.Contains(r.stderr, want) {
+		t.Errorf("error %q does not contain %q", r.stderr, want)
+	}
+	if !strings.Contains(r.stderr, `invalid handle "0x8100000x"`) {
+		t.Errorf("error %q does not name the invalid handle", r.stderr)
+	}
+	if n := strings.Count(strings.TrimSpace(r.stderr), "\n"); n != 0 {
+		t.Errorf("error %q is not one line", r.stderr)
+	}
+	if r.stdout != "" {
+		t.Errorf("standard output %q; want nothing", r.stdout)
+	}
+}
+
+func TestServeCheckConfigMistakes(t *testing.T) {
+	cases := []struct {
+		name    string
+		content string
+		want    string
+	}{
+		{"unknown setting", "tpm: /dev/tpmrm0\nlisen: unix:///tmp/x\n", `config.yaml:2: unknown setting "lisen"`},
+		{"bad listen", "listen:\n  - unix://relative\n", "unix:///absolute/path"},
+		{"bad admin", "admin: vsock://:2001\n", "guests must never reach the admin endpoints"},
+		{"missing auth file", "auth: [\"0x81000005=/nonexistent\"]\n", `config.yaml:1: invalid auth "0x81000005=/nonexistent": read the auth value`},
+		{"unknown socket group", "socket-group: no-such-group-vcomlink\n", `invalid --socket-group: group "no-such-group-vcomlink" not found`},
+		{"check in file", "check: true\n", `config.yaml:1: "check" may be given only on the command line`},
+	}
+	for _, c := range cases {
+		config := filepath.Join(t.TempDir(), "config.yaml")
+		writeTestFile(t, config, c.content)
+		r := runCheck("--config", config)
+		if r.code != exitUsage {
+			t.Errorf("%s: exit status %d; want %d", c.name, r.code, exitUsage)
+		}
+		if !strings.Contains(r.stderr, c.want) {
+			t.Errorf("%s: error %q does not contain %q", c.name, r.stderr, c.want)
+		}
+		if r.stdout != "" {
+			t.Errorf("%s: standard output %q; want nothing", c.name, r.stdout)
+		}
+	}
+}
+
+// TestServeRejectsCheckInConfig shows that a file that sets check is
+// rejected at start too, rather than making serve check and exit 0.
+func TestServeRejectsCheckInConfig(t *testing.T) {
+	config := filepath.Join(t.TempDir(), "config.yaml")
+	writeTestFile(t, config, "check: false\n")
+	var stderr bytes.Buffer
+	code := run([]string{"serve", "--config", config}, io.Discard, &stderr)
+	if code != exitUsage {
+		t.Errorf("exit status %d; want %d", code, exitUsage)
+	}
+	if !strings.Contains(stderr.String(), "may be given only on the command line") {
+		t.Errorf("error %q does not say where check may be given", stderr.String())
+	}
+}
+
+func TestServeUnknownSocketGroup(t *testing.T) {
+	socket := filepath.Join(shortTempDir(t), "v.sock")
+	var stderr bytes.Buffer
+	code := run([]string{"serve", "--tpm", "/dev/no-such-tpm", "--listen", "unix://" + socket, "--socket-group", "no-such-group-vcomlink"}, io.Discard, &stderr)
+	if code != exitUsage {
+		t.Errorf("exit status %d; want %d", code, exitUsage)
+	}
+	if !strings.Contains(stderr.String(), `invalid --socket-group: group "no-such-group-vcomlink" not found`) {
+		t.Errorf("error %q does not name the unknown group", stderr.String())
+	}
+	if strings.Contains(stderr.String(), "opening the TPM") {
+		t.Errorf("the agent opened the TPM before it rejected the group")
+	}
+}
+
+// groupOtherThanOwn returns a group ID that the test process may give a
+// file it owns but that differs from its own group, so that the test fails
+// if the group is not set. Root may give any group, and another user one of
+// its supplementary groups.
+func groupOtherThanOwn(t *testing.T) int {
+	t.Helper()
+	own := os.Getegid()
+	if os.Geteuid() == 0 {
+		if own != 65534 {
+			return 65534
+		}
+		return 65533
+	}
+	groups, err := os.Getgroups()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, g := range groups {
+		if g != own {
+			return g
+		}
+	}
+	t.Skip("the test needs root, or a supplementary group to give the socket file")
+	return 0
+}
+
+func fileGroup(t *testing.T, path string) int {
+	t.Helper()
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return int(fi.Sys().(*syscall.Stat_t).Gid)
+}
+
+// TestServeSocketGroup starts the agent with socket-group in its --config
+// file, and checks that the guest listener's socket file has that group
+// and mode 0660, while the admin socket keeps the agent's group.
+func TestServeSocketGroup(t *testing.T) {
+	gid := groupOtherThanOwn(t)
+	dir := shortTempDir(t)
+	config := filepath.Join(dir, "config.yaml")
+	writeTestFile(t, config, "socket-group: "+strconv.Itoa(gid)+"\n")
+	adminSocket := filepath.Join(dir, "admin.sock")
+	p := startServe(t, "--tpm", "simulator", "--config", config, "--admin", "unix://"+adminSocket)
+
+	// A guest listener's socket accepts connections before its group is
+	// set. The agent opens the admin socket only after every guest
+	// listener is set up, so the test waits for the admin socket.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if _, err := os.Stat(adminSocket); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no admin socket within 10s\n%s", p.log)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+
+	if got := fileGroup(t, p.socket); got != gid {
+		t.Errorf("listener socket group %d; want %d", got, gid)
+	}
+	fi, err := os.Stat(p.socket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if mode := fi.Mode().Perm(); mode != 0o660 {
+		t.Errorf("listener socket mode %o; want 660", mode)
+	}
+	if got, want := fileGroup(t, adminSocket), os.Getegid(); got != want {
+		t.Errorf("admin socket group %d; want the agent's group %d", got, want)
+	}
+	if code := p.stop(t); code != exitOK {
+		t.Fatalf("exit status %d after SIGTERM; want 0\n%s", code, p.log)
+	}
+}
