@@ -103,6 +103,7 @@ func TestSystemdUnitSettings(t *testing.T) {
 		"CapabilityBoundingSet":    "CAP_CHOWN",
 		"RuntimeDirectoryMode":     "0751",
 		"RuntimeDirectory":         "vcomlink",
+		"SupplementaryGroups":      "tss",
 	}
 	for key, value := range want {
 		got := settings[key]

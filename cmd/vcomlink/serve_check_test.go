@@ -90,7 +90,7 @@ socket-group: `+ownGroupName(t)+`
 		"configuration and policy are valid: 2 listeners",
 		"socket group " + ownGroupName(t),
 		"admin unix://" + adminSocket,
-		"policy " + policyPath + " (a default entry of 1 grants, 1 peer entries",
+		"policy " + policyPath + " (a default entry of 1 grant, 1 peer entry",
 		"the TPM unix://" + tpmSocket + " was not opened",
 	} {
 		if !strings.Contains(line, want) {
