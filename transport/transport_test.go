@@ -187,6 +187,14 @@ func TestUnixListenerRefusesInUseAndFiles(t *testing.T) {
 	}
 }
 
+func TestUnixListenerMissingDirectory(t *testing.T) {
+	dir := filepath.Join(shortTempDir(t), "missing")
+	_, err := Listen("unix://" + filepath.Join(dir, "v.sock"))
+	if err == nil || !strings.HasSuffix(err.Error(), "; create the directory "+dir+" first") {
+		t.Errorf("Listen in a missing directory = %v; want an error that says to create %s", err, dir)
+	}
+}
+
 func TestTCPListenerIdentifiesPeer(t *testing.T) {
 	l, err := Listen("tcp://127.0.0.1:0")
 	if err != nil {

@@ -6,6 +6,7 @@ import (
 	"net"
 	"os"
 	"os/user"
+	"path/filepath"
 	"strconv"
 	"syscall"
 )
@@ -65,6 +66,9 @@ func listenUnix(path string) (net.Listener, error) {
 	}
 	l, err := net.Listen("unix", path)
 	if err != nil {
+		if dir := filepath.Dir(path); errors.Is(err, os.ErrNotExist) {
+			return nil, fmt.Errorf("%w; create the directory %s first", err, dir)
+		}
 		return nil, err
 	}
 	if err := os.Chmod(path, socketMode); err != nil {

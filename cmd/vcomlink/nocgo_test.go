@@ -40,8 +40,13 @@ func TestBuildWithoutCgo(t *testing.T) {
 		t.Errorf("version %q does not say the simulator is missing", version)
 	}
 
+	listen := "unix://" + filepath.Join(shortTempDir(t), "v.sock")
+	check := exec.Command(binary, "serve", "--tpm", "simulator", "--listen", listen, "--check")
+	if out, err := check.CombinedOutput(); check.ProcessState.ExitCode() != exitUsage {
+		t.Errorf("serve --check --tpm simulator without the simulator: %v, want exit status %d\n%s", err, exitUsage, out)
+	}
 	for _, args := range [][]string{
-		{"serve", "--tpm", "simulator", "--listen", "unix://" + filepath.Join(shortTempDir(t), "v.sock")},
+		{"serve", "--tpm", "simulator", "--listen", listen},
 		{"demo"},
 	} {
 		out, err := exec.Command(binary, args...).CombinedOutput()

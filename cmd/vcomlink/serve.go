@@ -167,8 +167,12 @@ func parseServe(c *cli, f *serveFlags, args []string) (*serveSettings, error) {
 		}
 	}
 	if f.admin != "" {
-		if _, _, err := admin.ParseAddress(f.admin); err != nil {
+		network, address, err := admin.ParseAddress(f.admin)
+		if err != nil {
 			return nil, err
+		}
+		if l := listenerOn(f.listen.values, network, address); l != "" {
+			return nil, fmt.Errorf("--admin %q and --listen %q name the same socket; give the admin endpoints a socket of their own", f.admin, l)
 		}
 	}
 	if err := f.limits.check(); err != nil {
@@ -229,6 +233,21 @@ func checkListeners(values []string) error {
 		}
 	}
 	return nil
+}
+
+// listenerOn returns the --listen value that listens on network and
+// address, or "" if none does.
+func listenerOn(values []string, network, address string) string {
+	for _, l := range values {
+		a, err := transport.ParseAddress(l)
+		if err != nil || a.Network != network {
+			continue
+		}
+		if a.Path == address || a.HostPort == address {
+			return l
+		}
+	}
+	return ""
 }
 
 // serve runs the agent until SIGTERM or SIGINT. A signal during start-up

@@ -172,6 +172,8 @@ func TestServeUsageErrorsOnStandardError(t *testing.T) {
 		{[]string{"serve", "--ek-handle", "0x01c00002"}, "not a persistent key handle"},
 		{[]string{"serve", "--listen", "unix:///tmp/a.sock?vm=x", "--listen", "unix:///tmp/b.sock?vm=x"}, `both name VM "x"`},
 		{[]string{"serve", "--listen", "unix:///tmp/a.sock?vm=x", "--listen", "unix:///tmp/a.sock?vm=y"}, "name the same address"},
+		{[]string{"serve", "--listen", "unix:///tmp/a.sock?vm=x", "--admin", "unix:///tmp/a.sock"}, "name the same socket"},
+		{[]string{"serve", "--listen", "tcp://127.0.0.1:9000", "--admin", "tcp://127.0.0.1:9000"}, "name the same socket"},
 		{[]string{"serve", "--listen", "unix:///tmp/a.sock?vm=a%20b"}, "may contain only letters"},
 	}
 	for _, c := range cases {

@@ -42,6 +42,9 @@ func ParseSpec(s string) (Spec, error) {
 	case s == "":
 		return Spec{Kind: Device, Path: DefaultDevice}, nil
 	case s == "simulator":
+		if !SimulatorAvailable {
+			return Spec{}, fmt.Errorf("invalid --tpm value %q: %w", s, errNoSimulator)
+		}
 		return Spec{Kind: Simulator}, nil
 	case strings.HasPrefix(s, "unix:"):
 		u, err := url.Parse(s)

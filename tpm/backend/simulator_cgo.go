@@ -16,6 +16,9 @@ import (
 // which needs cgo.
 const SimulatorAvailable = true
 
+// errNoSimulator is nil, because this binary has the simulator.
+var errNoSimulator error
+
 func openSimulator() (*Opened, error) {
 	sim, err := simulator.Get()
 	if err != nil {
