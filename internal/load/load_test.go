@@ -8,9 +8,12 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/google/go-tpm-tools/simulator"
+	"github.com/google/go-tpm/tpm2/transport"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/vcomlink/vcomlink/api/vcom"
@@ -75,6 +78,12 @@ func TestParseOp(t *testing.T) {
 // returns its address.
 func serveTrivial(t *testing.T, bodies map[string][]byte) string {
 	t.Helper()
+	return serveHandler(t, TrivialHandler(bodies))
+}
+
+// serveHandler serves h on a Unix socket and returns its address.
+func serveHandler(t *testing.T, h http.Handler) string {
+	t.Helper()
 	dir, err := os.MkdirTemp("", "load")
 	if err != nil {
 		t.Fatal(err)
@@ -85,7 +94,7 @@ func serveTrivial(t *testing.T, bodies map[string][]byte) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := &http.Server{Handler: TrivialHandler(bodies)}
+	srv := &http.Server{Handler: h}
 	go srv.Serve(l)
 	t.Cleanup(func() { srv.Close() })
 	return "unix://" + path
@@ -137,6 +146,79 @@ func TestWireGuestReportsStatus(t *testing.T) {
 	}
 	if !strings.Contains(err.Error(), "status 404") {
 		t.Errorf("error %q does not name status 404", err)
+	}
+}
+
+// TestRunCountsOnlySuccessfulCalls runs one guest against a server that
+// returns 429 to every second request, so that Calls, Errors and Rate can
+// be checked against each other.
+func TestRunCountsOnlySuccessfulCalls(t *testing.T) {
+	body, err := proto.Marshal(&vcom.TpmResponseGetPub{Public: []byte{1, 2, 3}, Algorithm: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	trivial := TrivialHandler(map[string][]byte{vcom.PathGetPub: body})
+	var requests atomic.Int64
+	address := serveHandler(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// The first request, which Run sends before the measurement,
+		// succeeds.
+		if requests.Add(1)%2 == 0 {
+			http.Error(w, "getpub: over the rate", http.StatusTooManyRequests)
+			return
+		}
+		trivial.ServeHTTP(w, r)
+	}))
+
+	res, err := Run(context.Background(), Config{
+		Address:  address,
+		Target:   TargetTrivial,
+		Request:  &Request{Op: GetPub, Handle: vcom.HandleAIK},
+		Guests:   1,
+		Duration: 200 * time.Millisecond,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Requests 2, 4, 6 and so on failed, and the rest after the first
+	// succeeded.
+	all := int(requests.Load())
+	failed := all / 2
+	if res.Errors != failed {
+		t.Errorf("%d errors, want %d of the %d requests", res.Errors, failed, all)
+	}
+	if succeeded := all - 1 - failed; res.Calls != succeeded {
+		t.Errorf("%d calls, want the %d that succeeded", res.Calls, succeeded)
+	}
+	if want := float64(res.Calls) / res.Elapsed.Seconds(); res.Rate() != want {
+		t.Errorf("rate %f, want calls / elapsed = %f", res.Rate(), want)
+	}
+}
+
+// TestRawRunCountsOnlySuccessfulCalls reads a handle that the simulator
+// does not have, so that every call of the raw sequence fails.
+func TestRawRunCountsOnlySuccessfulCalls(t *testing.T) {
+	sim, err := simulator.Get()
+	if err != nil {
+		t.Fatalf("start the simulator: %v", err)
+	}
+	tpm := transport.FromReadWriteCloser(sim)
+	defer tpm.Close()
+
+	seq, err := PrepareRaw(tpm, GetPub, 0x81000099, vcom.HandleEK, vcom.HandleAIK, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	run := &RawRun{Seq: seq}
+	run.Run(context.Background(), tpm, 20*time.Millisecond)
+	res := run.Result()
+	if res.Errors == 0 {
+		t.Fatal("0 errors, want every ReadPublic of a missing handle to fail")
+	}
+	if res.Calls != 0 {
+		t.Errorf("%d calls, want 0: no call succeeded", res.Calls)
+	}
+	if res.Rate() != 0 {
+		t.Errorf("rate %f, want 0", res.Rate())
 	}
 }
 

@@ -25,7 +25,7 @@ type Result struct {
 	Target Target `json:"target"`
 	// Guests is the number of concurrent guests; 1 for the raw TPM.
 	Guests int `json:"guests"`
-	// Calls is the number of calls that completed, errors included.
+	// Calls is the number of calls that succeeded.
 	Calls int `json:"calls"`
 	// Errors is the number of calls that failed.
 	Errors int `json:"errors"`
@@ -43,7 +43,7 @@ func (r Result) Rate() float64 {
 	if r.Elapsed <= 0 {
 		return 0
 	}
-	return float64(r.Calls-r.Errors) / r.Elapsed.Seconds()
+	return float64(r.Calls) / r.Elapsed.Seconds()
 }
 
 // Latency is the distribution of call durations.

@@ -127,7 +127,7 @@ func collect(cfg Config, start time.Time, guests []*guest) Result {
 		Op:           cfg.Request.Op,
 		Target:       cfg.Target,
 		Guests:       cfg.Guests,
-		Calls:        len(samples) + errs.count,
+		Calls:        len(samples),
 		Errors:       errs.count,
 		Elapsed:      end.Sub(start),
 		Latency:      summarise(samples),
