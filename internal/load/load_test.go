@@ -17,6 +17,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/vcomlink/vcomlink/api/vcom"
+	"github.com/vcomlink/vcomlink/client"
 )
 
 func TestPercentileNearestRank(t *testing.T) {
@@ -144,8 +145,28 @@ func TestWireGuestReportsStatus(t *testing.T) {
 	if err == nil {
 		t.Fatal("a 404 response succeeded, want an error")
 	}
-	if !strings.Contains(err.Error(), "status 404") {
-		t.Errorf("error %q does not name status 404", err)
+	var status *client.StatusError
+	if !errors.As(err, &status) {
+		t.Fatalf("error %q is not a *client.StatusError", err)
+	}
+	if status.StatusCode != http.StatusNotFound {
+		t.Errorf("status %d, want 404", status.StatusCode)
+	}
+	if status.Op != "sign" || status.Handle != vcom.HandleAIK {
+		t.Errorf("error names %s on 0x%08x, want sign on 0x%08x", status.Op, status.Handle, vcom.HandleAIK)
+	}
+}
+
+func TestWireGuestReportsTransportError(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "none.sock")
+	g, err := newWireGuest("unix://"+path, &Request{Op: GetPub, Handle: vcom.HandleAIK}, time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = g.do(context.Background())
+	var transport *client.TransportError
+	if !errors.As(err, &transport) {
+		t.Fatalf("do without a server = %v, want a *client.TransportError", err)
 	}
 }
 
@@ -188,6 +209,9 @@ func TestRunCountsOnlySuccessfulCalls(t *testing.T) {
 	}
 	if succeeded := all - 1 - failed; res.Calls != succeeded {
 		t.Errorf("%d calls, want the %d that succeeded", res.Calls, succeeded)
+	}
+	if res.ErrorsByStatus[http.StatusTooManyRequests] != res.Errors {
+		t.Errorf("errors by status %v, want all %d under 429", res.ErrorsByStatus, res.Errors)
 	}
 	if want := float64(res.Calls) / res.Elapsed.Seconds(); res.Rate() != want {
 		t.Errorf("rate %f, want calls / elapsed = %f", res.Rate(), want)

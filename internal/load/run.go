@@ -124,13 +124,14 @@ func collect(cfg Config, start time.Time, guests []*guest) Result {
 		}
 	}
 	return Result{
-		Op:           cfg.Request.Op,
-		Target:       cfg.Target,
-		Guests:       cfg.Guests,
-		Calls:        len(samples),
-		Errors:       errs.count,
-		Elapsed:      end.Sub(start),
-		Latency:      summarise(samples),
-		ErrorSamples: errs.samples,
+		Op:             cfg.Request.Op,
+		Target:         cfg.Target,
+		Guests:         cfg.Guests,
+		Calls:          len(samples),
+		Errors:         errs.count,
+		ErrorsByStatus: errs.byStatus,
+		Elapsed:        end.Sub(start),
+		Latency:        summarise(samples),
+		ErrorSamples:   errs.samples,
 	}
 }
