@@ -218,6 +218,54 @@ func TestRunCountsOnlySuccessfulCalls(t *testing.T) {
 	}
 }
 
+func TestRunFirstRequestFailuresInOneLine(t *testing.T) {
+	address := serveTrivial(t, map[string][]byte{})
+	_, err := Run(context.Background(), Config{
+		Address:  address,
+		Request:  &Request{Op: GetPub, Handle: vcom.HandleAIK},
+		Guests:   3,
+		Duration: time.Millisecond,
+	})
+	if err == nil {
+		t.Fatal("Run against a server that returns 404 succeeded, want an error")
+	}
+	msg := err.Error()
+	if strings.Contains(msg, "\n") {
+		t.Errorf("error has several lines: %q", msg)
+	}
+	if want := "3 of 3 guests failed their first request: getpub 0x81000003: agent returned 404 Not Found"; !strings.HasPrefix(msg, want) {
+		t.Errorf("error %q does not begin with %q", msg, want)
+	}
+	if n := strings.Count(msg, "agent returned"); n != 1 {
+		t.Errorf("error names the response %d times, want once for the 3 guests: %q", n, msg)
+	}
+	var status *client.StatusError
+	if !errors.As(err, &status) || status.StatusCode != http.StatusNotFound {
+		t.Errorf("errors.As finds no 404 *client.StatusError in %q", msg)
+	}
+}
+
+func TestFirstRequestErrorCountsEachMessage(t *testing.T) {
+	dialErr := errors.New("connection refused")
+	limited := errors.New("status 429")
+	err := firstRequestsFailed("guest", []error{nil, limited, dialErr, limited, nil})
+	want := "3 of 5 guests failed their first request: 2 guests: status 429; 1 guest: connection refused"
+	if err == nil || err.Error() != want {
+		t.Errorf("error = %v, want %q", err, want)
+	}
+	if !errors.Is(err, dialErr) {
+		t.Errorf("errors.Is does not find a guest's cause in %v", err)
+	}
+
+	single := firstRequestsFailed("idle guest", []error{dialErr, nil})
+	if want := "1 of 2 idle guests failed its first request: connection refused"; single == nil || single.Error() != want {
+		t.Errorf("error = %v, want %q", single, want)
+	}
+	if err := firstRequestsFailed("guest", []error{nil, nil}); err != nil {
+		t.Errorf("error = %v with no failure, want nil", err)
+	}
+}
+
 // TestRawRunCountsOnlySuccessfulCalls reads a handle that the simulator
 // does not have, so that every call of the raw sequence fails.
 func TestRawRunCountsOnlySuccessfulCalls(t *testing.T) {
