@@ -105,12 +105,13 @@ func runBench(args []string, stdout, stderr io.Writer) int {
 	case f.serveTrivial != "":
 		err = serveTrivial(ctx, f.serveTrivial, os.Stdin, stdout)
 	case f.idle > 0:
-		err = benchIdle(ctx, f, stdout)
+		err = explainRateLimit(benchIdle(ctx, f, stdout))
 	default:
 		err = benchLoad(ctx, f, stdout, stderr)
 	}
 	if err != nil {
-		fmt.Fprintf(stderr, "vcomlink bench: %v\n", err)
+		message := strings.ReplaceAll(err.Error(), "\n", " ")
+		fmt.Fprintf(stderr, "vcomlink bench: %s\n", message)
 		return exitFailure
 	}
 	return exitOK
@@ -172,9 +173,10 @@ func (f *benchFlags) handle(op load.Op) uint32 {
 
 // benchLoad measures the agent and the transport floor, with the raw TPM
 // for half of --duration before them and half after, and prints the
-// report.
+// report. When a measurement cannot start or is interrupted, it prints
+// what was measured until then and returns the reason. Otherwise it
+// returns an error if any call failed.
 func benchLoad(ctx context.Context, f *benchFlags, stdout, stderr io.Writer) error {
-	report := &benchReport{Duration: f.duration}
 	var raw *rawTPM
 	if f.raw != "" {
 		var err error
@@ -185,31 +187,50 @@ func benchLoad(ctx context.Context, f *benchFlags, stdout, stderr io.Writer) err
 		raw.measure(ctx, f, stderr)
 	}
 
+	report := &benchReport{Duration: f.duration}
+	err := measureServers(ctx, f, report, stderr)
+	if raw != nil {
+		// After a failure the raw rate is that of the first half alone.
+		if err == nil {
+			raw.measure(ctx, f, stderr)
+		}
+		report.Results = append(raw.results(), report.Results...)
+	}
+	if err == nil && ctx.Err() != nil {
+		err = errInterrupted
+	}
+	err = explainRateLimit(err)
+	report.Incomplete = err
+
+	if len(report.Results) > 0 {
+		if werr := report.write(stdout, f.format); werr != nil {
+			return werr
+		}
+	}
+	if err != nil {
+		return err
+	}
+	return report.failedCalls()
+}
+
+// measureServers measures the agent and, with --trivial, the trivial
+// server, and adds their results to report.
+func measureServers(ctx context.Context, f *benchFlags, report *benchReport, stderr io.Writer) error {
 	requests, bodies, err := prepareRequests(ctx, f)
 	if err != nil {
+		if ctx.Err() != nil {
+			return errInterrupted
+		}
 		return err
 	}
 	agent, err := measureTarget(ctx, f, load.TargetAgent, f.connect, requests, stderr)
-	if err != nil {
+	report.Results = append(report.Results, agent...)
+	if err != nil || !f.trivial {
 		return err
 	}
-
-	var trivial []load.Result
-	if f.trivial {
-		if trivial, err = measureTrivial(ctx, f, requests, bodies, stderr); err != nil {
-			return err
-		}
-	}
-	if raw != nil {
-		raw.measure(ctx, f, stderr)
-		report.Results = append(report.Results, raw.results()...)
-	}
-	report.Results = append(report.Results, agent...)
+	trivial, err := measureTrivial(ctx, f, requests, bodies, stderr)
 	report.Results = append(report.Results, trivial...)
-	if err := ctx.Err(); err != nil {
-		return fmt.Errorf("interrupted: %w", err)
-	}
-	return report.write(stdout, f.format)
+	return err
 }
 
 // rawTPM is the --raw TPM and a run of each operation's raw sequence. The
@@ -326,14 +347,16 @@ func prepareRequests(ctx context.Context, f *benchFlags) ([]*load.Request, map[s
 }
 
 // measureTarget runs every request at every concurrency against address.
+// It stops at the first measurement that cannot start, or when ctx ends,
+// and returns the results of the measurements that finished before.
 func measureTarget(ctx context.Context, f *benchFlags, target load.Target, address string, requests []*load.Request, stderr io.Writer) ([]load.Result, error) {
 	var results []load.Result
 	for _, r := range requests {
 		for _, guests := range f.concurrency.values {
 			if ctx.Err() != nil {
-				return results, nil
+				return results, errInterrupted
 			}
-			fmt.Fprintf(stderr, "measuring %s on the %s with %d guests for %s\n", r.Op, target, guests, f.duration)
+			fmt.Fprintf(stderr, "measuring %s on %s with %s for %s\n", r.Op, targetName(target), guestCount(guests), f.duration)
 			res, err := load.Run(ctx, load.Config{
 				Address:     address,
 				Target:      target,
@@ -343,13 +366,39 @@ func measureTarget(ctx context.Context, f *benchFlags, target load.Target, addre
 				Duration:    f.duration,
 				CallTimeout: f.callTimeout,
 			})
+			// A measurement that a signal cut short is dropped: it ran for
+			// less than --duration, and with --client go its calls in
+			// flight fail with the canceled context.
+			if ctx.Err() != nil {
+				return results, errInterrupted
+			}
 			if err != nil {
-				return nil, fmt.Errorf("%s with %d guests on the %s: %w", r.Op, guests, target, err)
+				return results, fmt.Errorf("%s with %s on %s: %w", r.Op, guestCount(guests), targetName(target), err)
 			}
 			results = append(results, res)
 		}
 	}
 	return results, nil
+}
+
+// targetName returns the name of a target for a sentence, as "the trivial
+// server".
+func targetName(t load.Target) string {
+	switch t {
+	case load.TargetRaw:
+		return "the raw TPM"
+	case load.TargetTrivial:
+		return "the trivial server"
+	}
+	return "the " + string(t)
+}
+
+// guestCount formats a number of guests, as "1 guest" or "8 guests".
+func guestCount(n int) string {
+	if n == 1 {
+		return "1 guest"
+	}
+	return fmt.Sprintf("%d guests", n)
 }
 
 // opList is a flag of operations, as a comma-separated list or repeated.

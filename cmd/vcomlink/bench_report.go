@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net/http"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -15,6 +16,9 @@ import (
 type benchReport struct {
 	Duration time.Duration
 	Results  []load.Result
+	// Incomplete is the reason that the load stopped before every
+	// measurement ran, or nil.
+	Incomplete error
 }
 
 // reportRow is a result with its rate and its ratio to the raw TPM rate of
@@ -95,15 +99,42 @@ func perCall(rate float64) time.Duration {
 	return time.Duration(float64(time.Second) / rate)
 }
 
+// failedCalls returns an error that counts the failed calls, or nil if
+// every call succeeded.
+func (r *benchReport) failedCalls() error {
+	failed, measurements, rateLimited := 0, 0, false
+	for _, res := range r.Results {
+		if res.Errors == 0 {
+			continue
+		}
+		failed += res.Errors
+		measurements++
+		rateLimited = rateLimited || res.ErrorsByStatus[http.StatusTooManyRequests] > 0
+	}
+	if failed == 0 {
+		return nil
+	}
+	err := fmt.Errorf("%d calls failed, in %d of %d measurements; the report shows their errors", failed, measurements, len(r.Results))
+	if rateLimited {
+		err = fmt.Errorf("%w; %s", err, rateLimitAdvice)
+	}
+	return err
+}
+
 func (r *benchReport) write(w io.Writer, format string) error {
 	if format == "json" {
+		incomplete := ""
+		if r.Incomplete != nil {
+			incomplete = r.Incomplete.Error()
+		}
 		enc := json.NewEncoder(w)
 		enc.SetIndent("", "  ")
 		return enc.Encode(struct {
-			Duration time.Duration `json:"duration_ns"`
-			Results  []reportRow   `json:"results"`
-			Split    []splitRow    `json:"split,omitempty"`
-		}{r.Duration, r.rows(), r.split()})
+			Duration   time.Duration `json:"duration_ns"`
+			Results    []reportRow   `json:"results"`
+			Split      []splitRow    `json:"split,omitempty"`
+			Incomplete string        `json:"incomplete,omitempty"`
+		}{r.Duration, r.rows(), r.split(), incomplete})
 	}
 
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
@@ -139,8 +170,9 @@ func (r *benchReport) write(w io.Writer, format string) error {
 
 	for _, row := range r.rows() {
 		if len(row.ErrorSamples) > 0 {
-			fmt.Fprintf(w, "\n%s on the %s with %d guests failed %d times, such as:\n  %s\n",
-				row.Op, row.Target, row.Guests, row.Errors, strings.Join(row.ErrorSamples, "\n  "))
+			fmt.Fprintf(w, "\n%s on %s with %s failed %d of %d calls, such as:\n  %s\n",
+				row.Op, targetName(row.Target), guestCount(row.Guests), row.Errors, row.Calls+row.Errors,
+				strings.Join(row.ErrorSamples, "\n  "))
 		}
 	}
 	return nil
