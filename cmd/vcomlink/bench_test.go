@@ -126,6 +126,45 @@ func TestBenchTable(t *testing.T) {
 	}
 }
 
+// TestBenchHelp checks that bench --help names each flag's value and
+// gives each default once, as the help of the other commands does.
+func TestBenchHelp(t *testing.T) {
+	var stdout, stderr bytes.Buffer
+	if code := run([]string{"bench", "--help"}, &stdout, &stderr); code != exitOK {
+		t.Fatalf("bench --help exited with %d\n%s", code, &stderr)
+	}
+	help := stdout.String()
+	flat := strings.Join(strings.Fields(help), " ")
+
+	for _, want := range []string{
+		"--agent-pid ID\n", "--aik-handle HANDLE\n", "--ek-handle HANDLE\n", "--handle HANDLE\n",
+		"--concurrency LIST\n", "--op LIST\n", "--duration DURATION\n", "--idle NUMBER\n",
+		"--connect ADDRESS\n", "--format FORMAT\n", "--trivial\n",
+	} {
+		if !strings.Contains(help, "  "+want) {
+			t.Errorf("help has no line %q", "  "+strings.TrimSpace(want))
+		}
+	}
+	for _, generic := range []string{" int\n", " value\n", " string\n", " duration\n"} {
+		if strings.Contains(help, generic) {
+			t.Errorf("help names a value %q, the Go type in place of what the value is", strings.TrimSpace(generic))
+		}
+	}
+	if strings.Contains(help, "(default:") {
+		t.Errorf("help writes a default as \"(default: ...)\", not \"(default X)\":\n%s", help)
+	}
+	for _, line := range strings.Split(flat, "--") {
+		if strings.Count(line, "(default ") > 1 {
+			t.Errorf("flag --%s gives its default twice", line)
+		}
+	}
+	for _, want := range []string{"(default 0x81000003)", "(default 1,8,64,256)", "(default 10s)", "Exit status: 0 every call succeeded; 1 ", "; 2 invalid command line"} {
+		if !strings.Contains(flat, want) {
+			t.Errorf("help does not mention %q", want)
+		}
+	}
+}
+
 // TestBenchDefaultLimitsKeepsResults runs bench against an agent with its
 // default per-peer limits. The connection limit, 32 per peer, rejects the
 // first request of the 33rd and later guests with 429 whatever the speed
