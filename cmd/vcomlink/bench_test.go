@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/vcomlink/vcomlink/internal/load"
 )
@@ -266,6 +267,47 @@ func TestBenchFailedCallsExitStatus(t *testing.T) {
 		if !strings.Contains(string(r.stderr), want) {
 			t.Errorf("stderr does not contain %q:\n%s", want, r.stderr)
 		}
+	}
+}
+
+// TestBenchSplitNote checks the note under the table that divides the time
+// per agent call: a negative rest is explained as the error of separate
+// measurements, and kept as measured.
+func TestBenchSplitNote(t *testing.T) {
+	// Calls in one second: 100 µs a call on the raw TPM and 50 µs on the
+	// trivial server.
+	results := func(agentCalls int) []load.Result {
+		return []load.Result{
+			{Op: load.GetPub, Target: load.TargetRaw, Guests: 1, Calls: 10000, Elapsed: time.Second},
+			{Op: load.GetPub, Target: load.TargetAgent, Guests: 1, Calls: agentCalls, Elapsed: time.Second},
+			{Op: load.GetPub, Target: load.TargetTrivial, Guests: 1, Calls: 20000, Elapsed: time.Second},
+		}
+	}
+	for _, tc := range []struct {
+		name       string
+		agentCalls int
+		own        string // in µs
+		explained  bool
+	}{
+		{"positive rest", 5000, "50", false}, // 200 µs a call
+		{"negative rest", 8000, "-25", true}, // 125 µs a call
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var out bytes.Buffer
+			report := &benchReport{Duration: time.Second, Results: results(tc.agentCalls)}
+			if err := report.write(&out, "table"); err != nil {
+				t.Fatal(err)
+			}
+			lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+			last := strings.Fields(lines[len(lines)-1])
+			if got := last[len(last)-1]; got != tc.own {
+				t.Errorf("own time %s µs, want %s", got, tc.own)
+			}
+			explained := strings.Contains(out.String(), "A negative rest means that these errors are larger")
+			if explained != tc.explained {
+				t.Errorf("note explains a negative rest: %t, want %t\n%s", explained, tc.explained, &out)
+			}
+		})
 	}
 }
 
