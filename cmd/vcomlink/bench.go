@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -45,11 +44,20 @@ type benchFlags struct {
 }
 
 const benchAbout = `Runs concurrent guests against an agent and prints, per operation and number
-of guests, the calls per second, the 50th and 99th percentile and maximum
-latency, and the errors. With --raw it first measures the same TPM commands
-sent straight to a TPM on one connection; with --trivial it also measures a
-trivial HTTP server. Run the agent with --rate 0 and --max-conns-per-peer 0,
-or its per-peer limits answer the load with 429.`
+of guests, the successful calls, the calls per second, the 50th and 99th
+percentile and maximum latency, and the failed calls. With --raw it first
+measures the same TPM commands sent straight to a TPM on one connection;
+with --trivial it also measures a trivial HTTP server. Run the agent with
+vcomlink serve --rate 0 --max-conns-per-peer 0, or its per-peer limits
+reject the load with 429.
+
+When a measurement cannot start, as when the agent rejects a guest's first
+request, bench prints the results measured until then and stops.`
+
+// benchExitStatuses ends the help of vcomlink bench.
+const benchExitStatuses = `Exit status: 0 every call succeeded; 1 a call failed, or a measurement could
+not start or finish (the results measured until then are printed, and the
+reason goes to standard error); 2 invalid command line.`
 
 func newBenchCLI() (*cli, *benchFlags) {
 	f := &benchFlags{
@@ -59,38 +67,33 @@ func newBenchCLI() (*cli, *benchFlags) {
 		ek:          handleFlag(vcom.HandleEK),
 		aik:         handleFlag(vcom.HandleAIK),
 	}
-	c := newCLI("bench", "", 0, benchAbout, "")
+	c := newCLI("bench", "", 0, benchAbout, benchExitStatuses)
 	fs := c.fs
-	fs.StringVar(&f.connect, "connect", "", "agent to measure (required): unix:///path, tcp://127.0.0.1:PORT or vsock://CID:PORT")
-	fs.Var(&f.ops, "op", "operations to measure, as a comma-separated list or repeated: getpub, sign, readnv, activatecredparams, activatecred, certifykey")
-	fs.Var(&f.concurrency, "concurrency", "numbers of concurrent guests to measure, as a comma-separated list; each guest is a client with its own keep-alive connection")
-	fs.DurationVar(&f.duration, "duration", 10*time.Second, "how long to measure each operation at each concurrency, and each operation on the raw TPM (half before the agent, half after)")
-	fs.Var(f.handles, "handle", "handle to use, as HANDLE for every operation or OP=HANDLE for one, repeatable (default: the AIK 0x81000003, the EK certificate 0x01c00002 for readnv, the ECDH key 0x81000005 for certifykey)")
-	fs.IntVar(&f.dataSize, "data-size", 32, "size of the data that sign sends, in bytes")
-	fs.DurationVar(&f.callTimeout, "call-timeout", client.DefaultTimeout, "longest time one call may take before it counts as an error")
-	fs.StringVar(&f.client, "client", string(load.WireClient), "client of each guest: wire sends prepared HTTP/1.1 requests and checks the status and that the body decodes; go is the Go client package, which also parses every TPM structure and costs more CPU in the guest")
-	fs.StringVar(&f.raw, "raw", "", "TPM to measure directly first, as a --tpm value of serve (a device path, unix:///path or simulator), so that each agent figure is also a ratio of the raw rate; it must be a TPM that no agent holds (default: none)")
-	fs.DurationVar(&f.rawTimeout, "raw-timeout", 10*time.Second, "longest wait for a --raw device or socket to respond to its first command")
-	fs.Var(&f.ek, "ek-handle", "endorsement key that the raw activatecred sequence uses")
-	fs.Var(&f.aik, "aik-handle", "attestation key that the raw certifykey sequence signs with")
-	fs.BoolVar(&f.trivial, "trivial", false, "also measure the transport floor: a trivial HTTP server on the same kind of socket that returns the agent's responses without any work, started by bench as a child process (default: off)")
-	fs.StringVar(&f.format, "format", "table", "output format: table or json")
-	fs.IntVar(&f.idle, "idle", 0, "instead of a load, open this many idle keep-alive guest connections and report the agent's added resident memory (default: 0, off)")
-	fs.IntVar(&f.agentPID, "agent-pid", 0, "process ID of the agent whose memory --idle reads (default: the process behind the --connect Unix socket)")
-	fs.DurationVar(&f.settle, "settle", 2*time.Second, "with --idle, how long to wait after the connections are open before the memory is read")
-	fs.StringVar(&f.serveTrivial, "serve-trivial", "", "run the trivial server of --trivial on this unix:///path or tcp://127.0.0.1:PORT instead of measuring; it reads its responses as JSON from standard input and stops when standard input ends (bench --trivial starts this itself) (default: off)")
+	fs.StringVar(&f.connect, "connect", "", "`ADDRESS` of the agent to measure, required: unix:///PATH, tcp://127.0.0.1:PORT or vsock://CID:PORT")
+	fs.Var(&f.ops, "op", "operations to measure, as a comma-separated `LIST` or repeated: getpub, sign, readnv, activatecredparams, activatecred, certifykey")
+	fs.Var(&f.concurrency, "concurrency", "numbers of concurrent guests to measure, as a comma-separated `LIST`; each guest is a client with its own keep-alive connection")
+	fs.DurationVar(&f.duration, "duration", 10*time.Second, "how long to measure each operation at each concurrency, and each operation on the raw TPM (half before the agent, half after), as a `DURATION` such as 10s")
+	fs.Var(f.handles, "handle", "`HANDLE` for every operation, or OP=HANDLE for one operation; repeat for several. Without it readnv reads the EK certificate 0x01c00002, certifykey certifies the ECDH key 0x81000005, and the other operations use the AIK 0x81000003")
+	fs.IntVar(&f.dataSize, "data-size", 32, "size of the data that sign sends, in `BYTES`")
+	fs.DurationVar(&f.callTimeout, "call-timeout", client.DefaultTimeout, "longest time one call may take before it counts as failed, as a `DURATION`")
+	fs.StringVar(&f.client, "client", string(load.WireClient), "`CLIENT` of each guest: wire or go. wire sends prepared HTTP/1.1 requests and checks the status and that the body decodes; go is the Go client package, which also parses every TPM structure and costs more CPU in the guest")
+	fs.StringVar(&f.raw, "raw", "", "`TPM` to measure directly first, as a --tpm value of serve (a device path, unix:///PATH or simulator), so that each agent figure is also a ratio of the raw rate; it must be a TPM that no agent holds; off when empty")
+	fs.DurationVar(&f.rawTimeout, "raw-timeout", 10*time.Second, "longest wait for a --raw device or socket to respond to its first command, as a `DURATION`")
+	fs.Var(&f.ek, "ek-handle", "persistent `HANDLE` of the endorsement key that the raw activatecred sequence uses")
+	fs.Var(&f.aik, "aik-handle", "persistent `HANDLE` of the attestation key that the raw certifykey sequence signs with")
+	fs.BoolVar(&f.trivial, "trivial", false, "also measure the transport floor: a trivial HTTP server on the same kind of socket that returns the agent's responses without any work, started by bench as a child process")
+	fs.StringVar(&f.format, "format", "table", "output `FORMAT`: table or json")
+	fs.IntVar(&f.idle, "idle", 0, "instead of a load, open this `NUMBER` of idle keep-alive guest connections and report the agent's added resident memory; 0 for a load")
+	fs.IntVar(&f.agentPID, "agent-pid", 0, "process `ID` of the agent whose memory --idle reads; 0 for the process behind the --connect Unix socket")
+	fs.DurationVar(&f.settle, "settle", 2*time.Second, "with --idle, how long to wait after the connections are open before the memory is read, as a `DURATION`")
+	fs.StringVar(&f.serveTrivial, "serve-trivial", "", "run the trivial server of --trivial on this `ADDRESS`, unix:///PATH or tcp://127.0.0.1:PORT, instead of measuring; it reads its responses as JSON from standard input and stops when standard input ends. bench --trivial starts it itself; off when empty")
 	return c, f
 }
 
 func runBench(args []string, stdout, stderr io.Writer) int {
 	c, f := newBenchCLI()
-	if _, err := c.parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			c.printHelp(stdout)
-			return exitOK
-		}
-		fmt.Fprintf(stderr, "vcomlink bench: %v\n", err)
-		return exitUsage
+	if _, status, ok := c.start(args, stdout, stderr); !ok {
+		return status
 	}
 	if err := f.check(); err != nil {
 		fmt.Fprintf(stderr, "vcomlink bench: %v\n", err)
@@ -105,12 +108,13 @@ func runBench(args []string, stdout, stderr io.Writer) int {
 	case f.serveTrivial != "":
 		err = serveTrivial(ctx, f.serveTrivial, os.Stdin, stdout)
 	case f.idle > 0:
-		err = benchIdle(ctx, f, stdout)
+		err = explainRateLimit(benchIdle(ctx, f, stdout))
 	default:
 		err = benchLoad(ctx, f, stdout, stderr)
 	}
 	if err != nil {
-		fmt.Fprintf(stderr, "vcomlink bench: %v\n", err)
+		message := strings.ReplaceAll(err.Error(), "\n", " ")
+		fmt.Fprintf(stderr, "vcomlink bench: %s\n", message)
 		return exitFailure
 	}
 	return exitOK
@@ -172,9 +176,10 @@ func (f *benchFlags) handle(op load.Op) uint32 {
 
 // benchLoad measures the agent and the transport floor, with the raw TPM
 // for half of --duration before them and half after, and prints the
-// report.
+// report. When a measurement cannot start or is interrupted, it prints
+// what was measured until then and returns the reason. Otherwise it
+// returns an error if any call failed.
 func benchLoad(ctx context.Context, f *benchFlags, stdout, stderr io.Writer) error {
-	report := &benchReport{Duration: f.duration}
 	var raw *rawTPM
 	if f.raw != "" {
 		var err error
@@ -185,31 +190,50 @@ func benchLoad(ctx context.Context, f *benchFlags, stdout, stderr io.Writer) err
 		raw.measure(ctx, f, stderr)
 	}
 
+	report := &benchReport{Duration: f.duration}
+	err := measureServers(ctx, f, report, stderr)
+	if raw != nil {
+		// After a failure the raw rate is that of the first half alone.
+		if err == nil {
+			raw.measure(ctx, f, stderr)
+		}
+		report.Results = append(raw.results(), report.Results...)
+	}
+	if err == nil && ctx.Err() != nil {
+		err = errInterrupted
+	}
+	err = explainRateLimit(err)
+	report.Incomplete = err
+
+	if len(report.Results) > 0 {
+		if werr := report.write(stdout, f.format); werr != nil {
+			return werr
+		}
+	}
+	if err != nil {
+		return err
+	}
+	return report.failedCalls()
+}
+
+// measureServers measures the agent and, with --trivial, the trivial
+// server, and adds their results to report.
+func measureServers(ctx context.Context, f *benchFlags, report *benchReport, stderr io.Writer) error {
 	requests, bodies, err := prepareRequests(ctx, f)
 	if err != nil {
+		if ctx.Err() != nil {
+			return errInterrupted
+		}
 		return err
 	}
 	agent, err := measureTarget(ctx, f, load.TargetAgent, f.connect, requests, stderr)
-	if err != nil {
+	report.Results = append(report.Results, agent...)
+	if err != nil || !f.trivial {
 		return err
 	}
-
-	var trivial []load.Result
-	if f.trivial {
-		if trivial, err = measureTrivial(ctx, f, requests, bodies, stderr); err != nil {
-			return err
-		}
-	}
-	if raw != nil {
-		raw.measure(ctx, f, stderr)
-		report.Results = append(report.Results, raw.results()...)
-	}
-	report.Results = append(report.Results, agent...)
+	trivial, err := measureTrivial(ctx, f, requests, bodies, stderr)
 	report.Results = append(report.Results, trivial...)
-	if err := ctx.Err(); err != nil {
-		return fmt.Errorf("interrupted: %w", err)
-	}
-	return report.write(stdout, f.format)
+	return err
 }
 
 // rawTPM is the --raw TPM and a run of each operation's raw sequence. The
@@ -326,14 +350,16 @@ func prepareRequests(ctx context.Context, f *benchFlags) ([]*load.Request, map[s
 }
 
 // measureTarget runs every request at every concurrency against address.
+// It stops at the first measurement that cannot start, or when ctx ends,
+// and returns the results of the measurements that finished before.
 func measureTarget(ctx context.Context, f *benchFlags, target load.Target, address string, requests []*load.Request, stderr io.Writer) ([]load.Result, error) {
 	var results []load.Result
 	for _, r := range requests {
 		for _, guests := range f.concurrency.values {
 			if ctx.Err() != nil {
-				return results, nil
+				return results, errInterrupted
 			}
-			fmt.Fprintf(stderr, "measuring %s on the %s with %d guests for %s\n", r.Op, target, guests, f.duration)
+			fmt.Fprintf(stderr, "measuring %s on %s with %s for %s\n", r.Op, targetName(target), guestCount(guests), f.duration)
 			res, err := load.Run(ctx, load.Config{
 				Address:     address,
 				Target:      target,
@@ -343,13 +369,39 @@ func measureTarget(ctx context.Context, f *benchFlags, target load.Target, addre
 				Duration:    f.duration,
 				CallTimeout: f.callTimeout,
 			})
+			// A measurement that a signal cut short is dropped: it ran for
+			// less than --duration, and with --client go its calls in
+			// flight fail with the canceled context.
+			if ctx.Err() != nil {
+				return results, errInterrupted
+			}
 			if err != nil {
-				return nil, fmt.Errorf("%s with %d guests on the %s: %w", r.Op, guests, target, err)
+				return results, fmt.Errorf("%s with %s on %s: %w", r.Op, guestCount(guests), targetName(target), err)
 			}
 			results = append(results, res)
 		}
 	}
 	return results, nil
+}
+
+// targetName returns the name of a target for a sentence, as "the trivial
+// server".
+func targetName(t load.Target) string {
+	switch t {
+	case load.TargetRaw:
+		return "the raw TPM"
+	case load.TargetTrivial:
+		return "the trivial server"
+	}
+	return "the " + string(t)
+}
+
+// guestCount formats a number of guests, as "1 guest" or "8 guests".
+func guestCount(n int) string {
+	if n == 1 {
+		return "1 guest"
+	}
+	return fmt.Sprintf("%d guests", n)
 }
 
 // opList is a flag of operations, as a comma-separated list or repeated.

@@ -4,10 +4,14 @@ import (
 	"bytes"
 	"encoding/json"
 	"io"
+	"math"
+	"net/http"
 	"os"
 	"os/exec"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/vcomlink/vcomlink/internal/load"
 )
@@ -39,13 +43,26 @@ func TestBenchEveryOperation(t *testing.T) {
 	useTestBinaryForTrivial(t)
 	p := startServe(t, "--tpm", "simulator", "--rate", "0", "--max-conns-per-peer", "0")
 
-	var stdout, stderr bytes.Buffer
+	// The trivial server's output goes to stderr from a goroutine of
+	// os/exec while bench writes its progress lines, so stderr must take
+	// concurrent writes.
+	var stdout bytes.Buffer
+	var stderr syncBuffer
 	args := []string{"bench", "--connect", "unix://" + p.socket,
 		"--op", "getpub,sign,readnv", "--op", "activatecredparams,activatecred,certifykey",
 		"--concurrency", "1,4", "--duration", "300ms",
 		"--raw", "simulator", "--trivial", "--format", "json"}
 	if code := run(args, &stdout, &stderr); code != exitOK {
 		t.Fatalf("bench exited with %d\n%s\nagent log:\n%s", code, &stderr, p.log)
+	}
+	for _, want := range []string{
+		"measuring getpub on the agent with 1 guest for 300ms\n",
+		"measuring certifykey on the trivial server with 4 guests for 300ms\n",
+		"measuring sign on the raw TPM simulator for 150ms\n",
+	} {
+		if !strings.Contains(stderr.String(), want) {
+			t.Errorf("progress lines do not contain %q:\n%s", want, &stderr)
+		}
 	}
 	var out benchOutput
 	if err := json.Unmarshal(stdout.Bytes(), &out); err != nil {
@@ -107,6 +124,190 @@ func TestBenchTable(t *testing.T) {
 	fields := strings.Fields(lines[1])
 	if len(fields) != 10 || fields[0] != "sign" || fields[1] != "agent" || fields[2] != "2" || fields[8] != "0" {
 		t.Errorf("row %q: want sign, agent, 2 guests and 0 errors", lines[1])
+	}
+}
+
+// TestBenchHelp checks that bench --help names each flag's value and
+// gives each default once, as the help of the other commands does.
+func TestBenchHelp(t *testing.T) {
+	var stdout, stderr bytes.Buffer
+	if code := run([]string{"bench", "--help"}, &stdout, &stderr); code != exitOK {
+		t.Fatalf("bench --help exited with %d\n%s", code, &stderr)
+	}
+	help := stdout.String()
+	flat := strings.Join(strings.Fields(help), " ")
+
+	for _, want := range []string{
+		"--agent-pid ID\n", "--aik-handle HANDLE\n", "--ek-handle HANDLE\n", "--handle HANDLE\n",
+		"--concurrency LIST\n", "--op LIST\n", "--duration DURATION\n", "--idle NUMBER\n",
+		"--connect ADDRESS\n", "--format FORMAT\n", "--trivial\n",
+	} {
+		if !strings.Contains(help, "  "+want) {
+			t.Errorf("help has no line %q", "  "+strings.TrimSpace(want))
+		}
+	}
+	for _, generic := range []string{" int\n", " value\n", " string\n", " duration\n"} {
+		if strings.Contains(help, generic) {
+			t.Errorf("help names a value %q, the Go type in place of what the value is", strings.TrimSpace(generic))
+		}
+	}
+	if strings.Contains(help, "(default:") {
+		t.Errorf("help writes a default as \"(default: ...)\", not \"(default X)\":\n%s", help)
+	}
+	for _, line := range strings.Split(flat, "--") {
+		if strings.Count(line, "(default ") > 1 {
+			t.Errorf("flag --%s gives its default twice", line)
+		}
+	}
+	for _, want := range []string{"(default 0x81000003)", "(default 1,8,64,256)", "(default 10s)", "Exit status: 0 every call succeeded; 1 ", "; 2 invalid command line"} {
+		if !strings.Contains(flat, want) {
+			t.Errorf("help does not mention %q", want)
+		}
+	}
+}
+
+// TestBenchDefaultLimitsKeepsResults runs bench against an agent with its
+// default per-peer limits. The connection limit, 32 per peer, rejects the
+// first request of the 33rd and later guests with 429 whatever the speed
+// of the machine, so the step of 40 guests cannot start. bench must still
+// print the 1-guest step, report the failure in one line with what to do,
+// and exit with 1.
+func TestBenchDefaultLimitsKeepsResults(t *testing.T) {
+	p := startServe(t, "--tpm", "simulator")
+
+	r := runCLI(t, nil, "bench", "--connect", "unix://"+p.socket, "--op", "getpub",
+		"--concurrency", "1,40", "--duration", "300ms")
+	if r.code != exitFailure {
+		t.Errorf("exit status %d, want %d", r.code, exitFailure)
+	}
+
+	var rows []string
+	for _, line := range strings.Split(strings.TrimSpace(string(r.stdout)), "\n") {
+		if fields := strings.Fields(line); len(fields) == 10 && fields[0] == "getpub" {
+			rows = append(rows, line)
+		}
+	}
+	if len(rows) != 1 {
+		t.Fatalf("bench printed %d result rows, want the 1-guest one:\n%s", len(rows), r.stdout)
+	}
+	if fields := strings.Fields(rows[0]); fields[1] != "agent" || fields[2] != "1" {
+		t.Errorf("row %q: want getpub on the agent with 1 guest", rows[0])
+	}
+
+	var failures []string
+	for _, line := range strings.Split(strings.TrimSpace(string(r.stderr)), "\n") {
+		if !strings.HasPrefix(line, "measuring ") {
+			failures = append(failures, line)
+		}
+	}
+	if len(failures) != 1 {
+		t.Fatalf("stderr has %d lines besides the progress lines, want 1:\n%s", len(failures), r.stderr)
+	}
+	failure := failures[0]
+	for _, want := range []string{
+		"vcomlink bench: getpub with 40 guests on the agent: ",
+		" of 40 guests failed their first request: ",
+		"agent returned 429 Too Many Requests",
+		"run the agent with vcomlink serve --rate 0 --max-conns-per-peer 0",
+	} {
+		if !strings.Contains(failure, want) {
+			t.Errorf("failure %q does not contain %q", failure, want)
+		}
+	}
+	if n := strings.Count(failure, "--max-conns-per-peer 0"); n != 1 {
+		t.Errorf("failure gives the advice %d times, want once: %q", n, failure)
+	}
+	if !strings.Contains(string(r.stderr), "measuring getpub on the agent with 1 guest for 300ms\n") {
+		t.Errorf("progress lines do not name 1 guest in the singular:\n%s", r.stderr)
+	}
+}
+
+// TestBenchFailedCallsExitStatus runs bench against an agent that lets a
+// peer send 5 requests at once and 1 a second after that. Every guest
+// starts, but calls in the 300 ms of the step get 429, so bench prints
+// the full report and exits with 1.
+func TestBenchFailedCallsExitStatus(t *testing.T) {
+	p := startServe(t, "--tpm", "simulator", "--rate", "1", "--burst", "5")
+
+	r := runCLI(t, nil, "bench", "--connect", "unix://"+p.socket, "--op", "getpub",
+		"--concurrency", "1", "--duration", "300ms", "--format", "json")
+	if r.code != exitFailure {
+		t.Errorf("exit status %d, want %d\n%s", r.code, exitFailure, r.stderr)
+	}
+
+	var out struct {
+		benchOutput
+		Incomplete string `json:"incomplete"`
+	}
+	if err := json.Unmarshal(r.stdout, &out); err != nil {
+		t.Fatalf("bench output is not JSON: %v\n%s", err, r.stdout)
+	}
+	if out.Incomplete != "" {
+		t.Errorf("report says it is incomplete: %q", out.Incomplete)
+	}
+	if len(out.Results) != 1 {
+		t.Fatalf("bench returned %d results, want 1\n%s", len(out.Results), r.stdout)
+	}
+	res := out.Results[0]
+	if res.Errors == 0 {
+		t.Errorf("0 errors, want the calls over the rate to fail")
+	}
+	if res.ErrorsByStatus[http.StatusTooManyRequests] != res.Errors {
+		t.Errorf("errors by status %v, want all %d errors under 429", res.ErrorsByStatus, res.Errors)
+	}
+	// calls counts the successful calls, as calls_per_second does.
+	if want := res.Rate * res.Elapsed.Seconds(); math.Abs(float64(res.Calls)-want) > 0.01 {
+		t.Errorf("calls %d, but calls_per_second × elapsed is %.2f", res.Calls, want)
+	}
+
+	for _, want := range []string{
+		"vcomlink bench: " + strconv.Itoa(res.Errors) + " calls failed, in 1 of 1 measurements",
+		"run the agent with vcomlink serve --rate 0 --max-conns-per-peer 0",
+	} {
+		if !strings.Contains(string(r.stderr), want) {
+			t.Errorf("stderr does not contain %q:\n%s", want, r.stderr)
+		}
+	}
+}
+
+// TestBenchSplitNote checks the note under the table that divides the time
+// per agent call: a negative rest is explained as the error of separate
+// measurements, and kept as measured.
+func TestBenchSplitNote(t *testing.T) {
+	// Calls in one second: 100 µs a call on the raw TPM and 50 µs on the
+	// trivial server.
+	results := func(agentCalls int) []load.Result {
+		return []load.Result{
+			{Op: load.GetPub, Target: load.TargetRaw, Guests: 1, Calls: 10000, Elapsed: time.Second},
+			{Op: load.GetPub, Target: load.TargetAgent, Guests: 1, Calls: agentCalls, Elapsed: time.Second},
+			{Op: load.GetPub, Target: load.TargetTrivial, Guests: 1, Calls: 20000, Elapsed: time.Second},
+		}
+	}
+	for _, tc := range []struct {
+		name       string
+		agentCalls int
+		own        string // in µs
+		explained  bool
+	}{
+		{"positive rest", 5000, "50", false}, // 200 µs a call
+		{"negative rest", 8000, "-25", true}, // 125 µs a call
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var out bytes.Buffer
+			report := &benchReport{Duration: time.Second, Results: results(tc.agentCalls)}
+			if err := report.write(&out, "table"); err != nil {
+				t.Fatal(err)
+			}
+			lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+			last := strings.Fields(lines[len(lines)-1])
+			if got := last[len(last)-1]; got != tc.own {
+				t.Errorf("own time %s µs, want %s", got, tc.own)
+			}
+			explained := strings.Contains(out.String(), "A negative rest means that these errors are larger")
+			if explained != tc.explained {
+				t.Errorf("note explains a negative rest: %t, want %t\n%s", explained, tc.explained, &out)
+			}
+		})
 	}
 }
 

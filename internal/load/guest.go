@@ -82,6 +82,7 @@ func (g *goGuest) close() { g.client.Close() }
 type wireGuest struct {
 	address client.Address
 	op      Op
+	handle  uint32
 	request []byte // the whole HTTP request: head and body
 	newRsp  func() proto.Message
 	timeout time.Duration
@@ -109,6 +110,7 @@ func newWireGuest(address string, r *Request, timeout time.Duration) (*wireGuest
 	return &wireGuest{
 		address: a,
 		op:      r.Op,
+		handle:  r.Handle,
 		request: append([]byte(head), body...),
 		newRsp:  func() proto.Message { return rsp.ProtoReflect().New().Interface() },
 		timeout: timeout,
@@ -127,48 +129,56 @@ func (g *wireGuest) dial(ctx context.Context) (net.Conn, error) {
 	return d.DialContext(ctx, "tcp", g.address.HostPort)
 }
 
+// do sends the request once. It returns a *client.StatusError for a status
+// other than 200 and a *client.TransportError when the exchange failed, as
+// the Go client does.
 func (g *wireGuest) do(ctx context.Context) error {
-	if err := g.exchange(ctx); err != nil {
-		g.close()
-		return fmt.Errorf("%s: %w", g.op, err)
+	err := g.exchange(ctx)
+	if err == nil {
+		return nil
 	}
-	return nil
+	g.close()
+	var status *client.StatusError
+	var transport *client.TransportError
+	if errors.As(err, &status) || errors.As(err, &transport) {
+		return err
+	}
+	return fmt.Errorf("%s 0x%08x: %w", g.op, g.handle, err)
 }
 
 func (g *wireGuest) exchange(ctx context.Context) error {
 	if g.conn == nil {
 		conn, err := g.dial(ctx)
 		if err != nil {
-			return err
+			return g.transportError(err)
 		}
 		g.conn = conn
 		g.reader = bufio.NewReader(conn)
 	}
 	if g.timeout > 0 {
 		if err := g.conn.SetDeadline(time.Now().Add(g.timeout)); err != nil {
-			return err
+			return g.transportError(err)
 		}
 	}
 	if _, err := g.conn.Write(g.request); err != nil {
-		return err
+		return g.transportError(err)
 	}
 
 	rsp, err := http.ReadResponse(g.reader, nil)
 	if err != nil {
-		return err
+		return g.transportError(err)
 	}
 	body, err := io.ReadAll(io.LimitReader(rsp.Body, maxWireResponse+1))
 	rsp.Body.Close()
 	if err != nil {
-		return err
+		return g.transportError(err)
 	}
 	if rsp.Close {
 		g.close()
 	}
 
 	if rsp.StatusCode != http.StatusOK {
-		line, _, _ := strings.Cut(string(body), "\n")
-		return fmt.Errorf("status %d: %s", rsp.StatusCode, line)
+		return g.statusError(rsp, body)
 	}
 	if len(body) > maxWireResponse {
 		return errors.New("the response body is over " + strconv.Itoa(maxWireResponse) + " bytes")
@@ -180,6 +190,21 @@ func (g *wireGuest) exchange(ctx context.Context) error {
 		return fmt.Errorf("the response body does not decode: %w", err)
 	}
 	return nil
+}
+
+func (g *wireGuest) transportError(err error) error {
+	return &client.TransportError{Op: string(g.op), Handle: g.handle, Address: g.address.String(), Err: err}
+}
+
+// statusError returns the error of a response other than 200, with the
+// first line of its body as the message.
+func (g *wireGuest) statusError(rsp *http.Response, body []byte) error {
+	line, _, _ := strings.Cut(string(body), "\n")
+	e := &client.StatusError{Op: string(g.op), Handle: g.handle, StatusCode: rsp.StatusCode, Message: strings.TrimSpace(line)}
+	if seconds, err := strconv.Atoi(rsp.Header.Get("Retry-After")); err == nil && seconds > 0 {
+		e.RetryAfter = time.Duration(seconds) * time.Second
+	}
+	return e
 }
 
 func (g *wireGuest) close() {

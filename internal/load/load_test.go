@@ -8,12 +8,16 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/google/go-tpm-tools/simulator"
+	"github.com/google/go-tpm/tpm2/transport"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/vcomlink/vcomlink/api/vcom"
+	"github.com/vcomlink/vcomlink/client"
 )
 
 func TestPercentileNearestRank(t *testing.T) {
@@ -75,6 +79,12 @@ func TestParseOp(t *testing.T) {
 // returns its address.
 func serveTrivial(t *testing.T, bodies map[string][]byte) string {
 	t.Helper()
+	return serveHandler(t, TrivialHandler(bodies))
+}
+
+// serveHandler serves h on a Unix socket and returns its address.
+func serveHandler(t *testing.T, h http.Handler) string {
+	t.Helper()
 	dir, err := os.MkdirTemp("", "load")
 	if err != nil {
 		t.Fatal(err)
@@ -85,7 +95,7 @@ func serveTrivial(t *testing.T, bodies map[string][]byte) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := &http.Server{Handler: TrivialHandler(bodies)}
+	srv := &http.Server{Handler: h}
 	go srv.Serve(l)
 	t.Cleanup(func() { srv.Close() })
 	return "unix://" + path
@@ -135,8 +145,152 @@ func TestWireGuestReportsStatus(t *testing.T) {
 	if err == nil {
 		t.Fatal("a 404 response succeeded, want an error")
 	}
-	if !strings.Contains(err.Error(), "status 404") {
-		t.Errorf("error %q does not name status 404", err)
+	var status *client.StatusError
+	if !errors.As(err, &status) {
+		t.Fatalf("error %q is not a *client.StatusError", err)
+	}
+	if status.StatusCode != http.StatusNotFound {
+		t.Errorf("status %d, want 404", status.StatusCode)
+	}
+	if status.Op != "sign" || status.Handle != vcom.HandleAIK {
+		t.Errorf("error names %s on 0x%08x, want sign on 0x%08x", status.Op, status.Handle, vcom.HandleAIK)
+	}
+}
+
+func TestWireGuestReportsTransportError(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "none.sock")
+	g, err := newWireGuest("unix://"+path, &Request{Op: GetPub, Handle: vcom.HandleAIK}, time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = g.do(context.Background())
+	var transport *client.TransportError
+	if !errors.As(err, &transport) {
+		t.Fatalf("do without a server = %v, want a *client.TransportError", err)
+	}
+}
+
+// TestRunCountsOnlySuccessfulCalls runs one guest against a server that
+// returns 429 to every second request, so that Calls, Errors and Rate can
+// be checked against each other.
+func TestRunCountsOnlySuccessfulCalls(t *testing.T) {
+	body, err := proto.Marshal(&vcom.TpmResponseGetPub{Public: []byte{1, 2, 3}, Algorithm: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	trivial := TrivialHandler(map[string][]byte{vcom.PathGetPub: body})
+	var requests atomic.Int64
+	address := serveHandler(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// The first request, which Run sends before the measurement,
+		// succeeds.
+		if requests.Add(1)%2 == 0 {
+			http.Error(w, "getpub: over the rate", http.StatusTooManyRequests)
+			return
+		}
+		trivial.ServeHTTP(w, r)
+	}))
+
+	res, err := Run(context.Background(), Config{
+		Address:  address,
+		Target:   TargetTrivial,
+		Request:  &Request{Op: GetPub, Handle: vcom.HandleAIK},
+		Guests:   1,
+		Duration: 200 * time.Millisecond,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Requests 2, 4, 6 and so on failed, and the rest after the first
+	// succeeded.
+	all := int(requests.Load())
+	failed := all / 2
+	if res.Errors != failed {
+		t.Errorf("%d errors, want %d of the %d requests", res.Errors, failed, all)
+	}
+	if succeeded := all - 1 - failed; res.Calls != succeeded {
+		t.Errorf("%d calls, want the %d that succeeded", res.Calls, succeeded)
+	}
+	if res.ErrorsByStatus[http.StatusTooManyRequests] != res.Errors {
+		t.Errorf("errors by status %v, want all %d under 429", res.ErrorsByStatus, res.Errors)
+	}
+	if want := float64(res.Calls) / res.Elapsed.Seconds(); res.Rate() != want {
+		t.Errorf("rate %f, want calls / elapsed = %f", res.Rate(), want)
+	}
+}
+
+func TestRunFirstRequestFailuresInOneLine(t *testing.T) {
+	address := serveTrivial(t, map[string][]byte{})
+	_, err := Run(context.Background(), Config{
+		Address:  address,
+		Request:  &Request{Op: GetPub, Handle: vcom.HandleAIK},
+		Guests:   3,
+		Duration: time.Millisecond,
+	})
+	if err == nil {
+		t.Fatal("Run against a server that returns 404 succeeded, want an error")
+	}
+	msg := err.Error()
+	if strings.Contains(msg, "\n") {
+		t.Errorf("error has several lines: %q", msg)
+	}
+	if want := "3 of 3 guests failed their first request: getpub 0x81000003: agent returned 404 Not Found"; !strings.HasPrefix(msg, want) {
+		t.Errorf("error %q does not begin with %q", msg, want)
+	}
+	if n := strings.Count(msg, "agent returned"); n != 1 {
+		t.Errorf("error names the response %d times, want once for the 3 guests: %q", n, msg)
+	}
+	var status *client.StatusError
+	if !errors.As(err, &status) || status.StatusCode != http.StatusNotFound {
+		t.Errorf("errors.As finds no 404 *client.StatusError in %q", msg)
+	}
+}
+
+func TestFirstRequestErrorCountsEachMessage(t *testing.T) {
+	dialErr := errors.New("connection refused")
+	limited := errors.New("status 429")
+	err := firstRequestsFailed("guest", []error{nil, limited, dialErr, limited, nil})
+	want := "3 of 5 guests failed their first request: 2 guests: status 429; 1 guest: connection refused"
+	if err == nil || err.Error() != want {
+		t.Errorf("error = %v, want %q", err, want)
+	}
+	if !errors.Is(err, dialErr) {
+		t.Errorf("errors.Is does not find a guest's cause in %v", err)
+	}
+
+	single := firstRequestsFailed("idle guest", []error{dialErr, nil})
+	if want := "1 of 2 idle guests failed its first request: connection refused"; single == nil || single.Error() != want {
+		t.Errorf("error = %v, want %q", single, want)
+	}
+	if err := firstRequestsFailed("guest", []error{nil, nil}); err != nil {
+		t.Errorf("error = %v with no failure, want nil", err)
+	}
+}
+
+// TestRawRunCountsOnlySuccessfulCalls reads a handle that the simulator
+// does not have, so that every call of the raw sequence fails.
+func TestRawRunCountsOnlySuccessfulCalls(t *testing.T) {
+	sim, err := simulator.Get()
+	if err != nil {
+		t.Fatalf("start the simulator: %v", err)
+	}
+	tpm := transport.FromReadWriteCloser(sim)
+	defer tpm.Close()
+
+	seq, err := PrepareRaw(tpm, GetPub, 0x81000099, vcom.HandleEK, vcom.HandleAIK, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	run := &RawRun{Seq: seq}
+	run.Run(context.Background(), tpm, 20*time.Millisecond)
+	res := run.Result()
+	if res.Errors == 0 {
+		t.Fatal("0 errors, want every ReadPublic of a missing handle to fail")
+	}
+	if res.Calls != 0 {
+		t.Errorf("%d calls, want 0: no call succeeded", res.Calls)
+	}
+	if res.Rate() != 0 {
+		t.Errorf("rate %f, want 0", res.Rate())
 	}
 }
 

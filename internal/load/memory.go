@@ -3,7 +3,6 @@ package load
 import (
 	"bufio"
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"strconv"
@@ -38,13 +37,11 @@ func OpenIdle(ctx context.Context, kind ClientKind, address string, r *Request, 
 		tokens <- struct{}{}
 		wg.Go(func() {
 			defer func() { <-tokens }()
-			if err := c.do(ctx); err != nil {
-				errs[i] = fmt.Errorf("idle guest %d: %w", i+1, err)
-			}
+			errs[i] = c.do(ctx)
 		})
 	}
 	wg.Wait()
-	if err := errors.Join(errs...); err != nil {
+	if err := firstRequestsFailed("idle guest", errs); err != nil {
 		idle.Close()
 		return nil, err
 	}

@@ -108,7 +108,7 @@ func (r *RawRun) Result() Result {
 		Op:           r.Seq.Op,
 		Target:       TargetRaw,
 		Guests:       1,
-		Calls:        len(r.samples) + r.errs.count,
+		Calls:        len(r.samples),
 		Errors:       r.errs.count,
 		Elapsed:      r.elapsed,
 		Latency:      summarise(slices.Clone(r.samples)),

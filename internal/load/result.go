@@ -1,8 +1,11 @@
 package load
 
 import (
+	"errors"
 	"slices"
 	"time"
+
+	"github.com/vcomlink/vcomlink/client"
 )
 
 // Target names what a Result measured.
@@ -25,10 +28,14 @@ type Result struct {
 	Target Target `json:"target"`
 	// Guests is the number of concurrent guests; 1 for the raw TPM.
 	Guests int `json:"guests"`
-	// Calls is the number of calls that completed, errors included.
+	// Calls is the number of calls that succeeded.
 	Calls int `json:"calls"`
 	// Errors is the number of calls that failed.
 	Errors int `json:"errors"`
+	// ErrorsByStatus counts the failed calls that got a response, by its
+	// HTTP status code. Calls that got none, such as after a failed dial,
+	// are not in it.
+	ErrorsByStatus map[int]int `json:"errors_by_status,omitempty"`
 	// Elapsed is the time from the start until the last call ended.
 	Elapsed time.Duration `json:"elapsed_ns"`
 	// Latency summarises the duration of the successful calls.
@@ -43,7 +50,7 @@ func (r Result) Rate() float64 {
 	if r.Elapsed <= 0 {
 		return 0
 	}
-	return float64(r.Calls-r.Errors) / r.Elapsed.Seconds()
+	return float64(r.Calls) / r.Elapsed.Seconds()
 }
 
 // Latency is the distribution of call durations.
@@ -82,14 +89,23 @@ func percentile(sorted []time.Duration, p int) time.Duration {
 	return sorted[max(rank, 1)-1]
 }
 
-// errorLog collects the error count and the first distinct messages.
+// errorLog collects the error count, the count by HTTP status and the
+// first distinct messages.
 type errorLog struct {
-	count   int
-	samples []string
+	count    int
+	byStatus map[int]int
+	samples  []string
 }
 
 func (e *errorLog) add(err error) {
 	e.count++
+	var status *client.StatusError
+	if errors.As(err, &status) {
+		if e.byStatus == nil {
+			e.byStatus = make(map[int]int)
+		}
+		e.byStatus[status.StatusCode]++
+	}
 	msg := err.Error()
 	if len(e.samples) < maxErrorSamples && !slices.Contains(e.samples, msg) {
 		e.samples = append(e.samples, msg)
@@ -98,6 +114,12 @@ func (e *errorLog) add(err error) {
 
 func (e *errorLog) merge(other *errorLog) {
 	e.count += other.count
+	for code, n := range other.byStatus {
+		if e.byStatus == nil {
+			e.byStatus = make(map[int]int)
+		}
+		e.byStatus[code] += n
+	}
 	for _, msg := range other.samples {
 		if len(e.samples) < maxErrorSamples && !slices.Contains(e.samples, msg) {
 			e.samples = append(e.samples, msg)

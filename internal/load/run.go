@@ -2,7 +2,6 @@ package load
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -40,7 +39,9 @@ type guest struct {
 
 // Run runs the load of cfg and returns its result. Every guest first sends
 // one request outside the measurement, so that its connection is open
-// before the clock starts; Run fails if any of those fails.
+// before the clock starts. Run fails if any of those fails, with an error
+// in which errors.As finds each guest's cause, such as a
+// *client.StatusError.
 func Run(ctx context.Context, cfg Config) (Result, error) {
 	if cfg.Guests < 1 {
 		return Result{}, fmt.Errorf("guests is %d; at least 1 is needed", cfg.Guests)
@@ -86,14 +87,10 @@ func warmUp(ctx context.Context, guests []*guest) error {
 	errs := make([]error, len(guests))
 	var wg sync.WaitGroup
 	for i, g := range guests {
-		wg.Go(func() {
-			if err := g.client.do(ctx); err != nil {
-				errs[i] = fmt.Errorf("guest %d: first request failed: %w", i+1, err)
-			}
-		})
+		wg.Go(func() { errs[i] = g.client.do(ctx) })
 	}
 	wg.Wait()
-	return errors.Join(errs...)
+	return firstRequestsFailed("guest", errs)
 }
 
 // loop sends requests until deadline or until ctx ends.
@@ -124,13 +121,14 @@ func collect(cfg Config, start time.Time, guests []*guest) Result {
 		}
 	}
 	return Result{
-		Op:           cfg.Request.Op,
-		Target:       cfg.Target,
-		Guests:       cfg.Guests,
-		Calls:        len(samples) + errs.count,
-		Errors:       errs.count,
-		Elapsed:      end.Sub(start),
-		Latency:      summarise(samples),
-		ErrorSamples: errs.samples,
+		Op:             cfg.Request.Op,
+		Target:         cfg.Target,
+		Guests:         cfg.Guests,
+		Calls:          len(samples),
+		Errors:         errs.count,
+		ErrorsByStatus: errs.byStatus,
+		Elapsed:        end.Sub(start),
+		Latency:        summarise(samples),
+		ErrorSamples:   errs.samples,
 	}
 }
