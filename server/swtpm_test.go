@@ -224,3 +224,37 @@ func TestFairTurnsP99(t *testing.T) {
 		t.Errorf("vm:b's p99 getpub latency is %v while vm:a floods the TPM; want under %v", p99, fairnessP99Bound)
 	}
 }
+
+// TestOversizedCredentialInjectsNothing sends activatecred requests whose
+// secret ends in a whole TPM2_EvictControl of the quote key, at every
+// length around swtpm's command buffer. A TPM behind a stream socket reads
+// the tail of a command longer than its buffer as a command of its own, so
+// each request must fail before anything reaches the TPM.
+func TestOversizedCredentialInjectsNothing(t *testing.T) {
+	sw := swtpmtest.Start(t)
+	logs := &logBuffer{}
+	a := newLoggedAgent(t, startSWTPMService(t, sw, logs, 5*time.Second), logs, nil)
+
+	evict := []byte{
+		0x80, 0x02, 0, 0, 0, 35, 0, 0, 0x01, 0x20, // TPM_ST_SESSIONS, 35 bytes, TPM2_EvictControl
+		0x40, 0, 0, 1, 0x81, 0, 0, 4, // TPM_RH_OWNER, the quote key
+		0, 0, 0, 9, 0x40, 0, 0, 9, 0, 0, 0, 0, 0, // an empty password session
+		0x81, 0, 0, 4, // persistentHandle
+	}
+	secret := append([]byte{0, byte(len(evict))}, evict...)
+	for n := 3990; n <= 4110; n++ {
+		cred := make([]byte, 2+n)
+		cred[0], cred[1] = byte(n>>8), byte(n)
+		r := a.post(t, vcom.PathActivateCredential, &vcom.TpmRequestGeneratedCred{AikIndex: vcom.HandleAIK, Cred: cred, Secret: secret})
+		checkError(t, fmt.Sprintf("cred of %d bytes", n), r, http.StatusBadRequest, "but a TPMS_ID_OBJECT is at most 132")
+	}
+
+	r := a.post(t, vcom.PathGetPub, &vcom.TpmRequestGetPub{Index: vcom.HandleQuoteKey})
+	if r.status != http.StatusOK {
+		t.Errorf("getpub of the quote key after the oversized credentials: status %d (%s); want 200", r.status, r.body)
+	}
+	a.mustServe(t, "after the oversized credentials")
+	if lines := logs.lines("level=ERROR"); len(lines) != 0 {
+		t.Errorf("oversized credentials caused error lines:\n%s", logs)
+	}
+}

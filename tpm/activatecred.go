@@ -63,6 +63,12 @@ func (s *Service) ActivateCredential(ctx context.Context, peer string, aik uint3
 	if err != nil {
 		return nil, err
 	}
+	if len(credBody) > maxIDObject {
+		return nil, newError(op, aik, ErrInvalid, "cred is a TPM2B_ID_OBJECT of %d bytes, but a TPMS_ID_OBJECT is at most %d", len(credBody), maxIDObject)
+	}
+	if len(secretBody) > maxEncryptedSecret {
+		return nil, newError(op, aik, ErrInvalid, "secret is a TPM2B_ENCRYPTED_SECRET of %d bytes, but a TPMU_ENCRYPTED_SECRET is at most %d", len(secretBody), maxEncryptedSecret)
+	}
 
 	var recovered []byte
 	err = s.run(ctx, peer, op, aik, func(t transport.TPM) error {
@@ -143,6 +149,15 @@ func (s *Service) ekAuth(t transport.TPM, op string, ek *object) (tpm2.AuthHandl
 	}
 	return tpm2.AuthHandle{Handle: ek.handle, Name: ek.name, Auth: sess}, closer, nil
 }
+
+// The largest bodies of the TPM2Bs of activatecred that any TPM accepts
+// (TPM 2.0 Part 2): a TPMS_ID_OBJECT is two TPM2B_DIGESTs of at most 64
+// bytes each, and a TPMU_ENCRYPTED_SECRET is at most an RSA 4096
+// ciphertext.
+const (
+	maxIDObject        = 2 * (2 + 64)
+	maxEncryptedSecret = 4096 / 8
+)
 
 // unwrap2B checks that b is a TPM2B whose 2-byte size prefix matches the
 // length of what follows, and returns what follows. A mismatch is invalid

@@ -23,6 +23,10 @@ type DeadlineSender interface {
 	SendDeadline(cmd []byte, deadline time.Time) ([]byte, error)
 }
 
+// errCommandTooLarge is the error for a command longer than the TPM's
+// TPM_PT_MAX_COMMAND_SIZE, which is never sent.
+var errCommandTooLarge = errors.New("command too large for the TPM")
+
 // Opener opens a new connection to the TPM. The Service calls it at start
 // and again after a connection fails.
 type Opener func() (transport.TPMCloser, error)
@@ -54,6 +58,11 @@ type conn struct {
 	lastAttempt time.Time           // last reconnection attempt
 	downSince   time.Time           // start of the current outage, zero when up
 	retrying    bool                // a retry episode has been logged
+
+	// maxCommand is the TPM's largest command, in bytes; 0 until the
+	// service has read it. Send rejects a longer command, which a TPM
+	// behind a stream socket, such as swtpm, could read as two commands.
+	maxCommand int
 
 	// observe, if not nil, receives each command's code, the response code
 	// and the time the TPM took.
@@ -133,6 +142,9 @@ func openAndFlush(open Opener) (transport.TPMCloser, error) {
 // in the response, as go-tpm expects; the error is for failures to reach
 // the TPM and wraps ErrUnavailable or ErrTimeout.
 func (c *conn) Send(cmd []byte) ([]byte, error) {
+	if c.maxCommand > 0 && len(cmd) > c.maxCommand {
+		return nil, fmt.Errorf("%w: the command is %d bytes, and the TPM accepts at most %d", errCommandTooLarge, len(cmd), c.maxCommand)
+	}
 	if err := c.ensureConnected(); err != nil {
 		return nil, err
 	}

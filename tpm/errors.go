@@ -85,6 +85,9 @@ func tpmError(op string, h uint32, command string, err error) error {
 	if errors.Is(err, ErrUnavailable) {
 		return &Error{Op: op, Handle: h, Class: ErrUnavailable, Msg: command + " could not reach the TPM; retry later", Err: err}
 	}
+	if errors.Is(err, errCommandTooLarge) {
+		return &Error{Op: op, Handle: h, Class: ErrInvalid, Msg: command + " was not sent", Err: err}
+	}
 
 	rc, ok := ResponseCode(err)
 	if !ok {

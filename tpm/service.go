@@ -73,6 +73,7 @@ type Service struct {
 	// Buffer limits of this TPM, read at start.
 	inputBuffer int // TPM_PT_INPUT_BUFFER: the largest TPM2B_MAX_BUFFER
 	nvBufferMax int // TPM_PT_NV_BUFFER_MAX: the largest NV read or write
+	maxCommand  int // TPM_PT_MAX_COMMAND_SIZE: the largest command
 }
 
 // New connects to the TPM with open and starts the service. Close releases
@@ -136,6 +137,7 @@ func (s *Service) readProperties() error {
 	}{
 		{tpm2.TPMPTInputBuffer, &s.inputBuffer},
 		{tpm2.TPMPTNVBufferMax, &s.nvBufferMax},
+		{tpm2.TPMPTMaxCommandSize, &s.maxCommand},
 	}
 	for _, p := range props {
 		v, err := tpmProperty(s.conn, p.id)
@@ -147,6 +149,7 @@ func (s *Service) readProperties() error {
 		}
 		*p.value = int(v)
 	}
+	s.conn.maxCommand = s.maxCommand
 	return nil
 }
 

@@ -446,6 +446,9 @@ func TestActivateCredentialSizePrefix(t *testing.T) {
 		{cred, append(append([]byte(nil), enc...), 0)},
 		{[]byte{0, 0}, enc},
 		{cred, []byte{0xff, 0xff, 1}},
+		{sized(maxIDObject + 1), enc},
+		{cred, sized(maxEncryptedSecret + 1)},
+		{sized(60000), enc},
 	}
 	for i, b := range bad {
 		_, err := s.ActivateCredential(context.Background(), peer, vcom.HandleAIK, b[0], b[1])
@@ -455,6 +458,71 @@ func TestActivateCredentialSizePrefix(t *testing.T) {
 	}
 	if n := tt.Sent(tpm2.TPMCCActivateCredential); n != 0 {
 		t.Errorf("ActivateCredential reached the TPM %d times with bad prefixes", n)
+	}
+}
+
+// sized returns a TPM2B whose body is n bytes.
+func sized(n int) []byte {
+	b := make([]byte, 2+n)
+	binary.BigEndian.PutUint16(b, uint16(n))
+	return b
+}
+
+func TestActivateCredentialSizeLimits(t *testing.T) {
+	tt := simtest.Start(t)
+	s := newService(t, tt, nil)
+	cred, enc := makeCredential(t, tt.Result.EK.Public, tt.Result.AIK.Name, []byte("secret"))
+
+	_, err := s.ActivateCredential(context.Background(), peer, vcom.HandleAIK, sized(maxIDObject+1), enc)
+	if want := "cred is a TPM2B_ID_OBJECT of 133 bytes, but a TPMS_ID_OBJECT is at most 132"; err == nil || !strings.Contains(err.Error(), want) {
+		t.Errorf("cred over the limit: error = %v; want %q", err, want)
+	}
+	_, err = s.ActivateCredential(context.Background(), peer, vcom.HandleAIK, cred, sized(maxEncryptedSecret+1))
+	if want := "secret is a TPM2B_ENCRYPTED_SECRET of 513 bytes, but a TPMU_ENCRYPTED_SECRET is at most 512"; err == nil || !strings.Contains(err.Error(), want) {
+		t.Errorf("secret over the limit: error = %v; want %q", err, want)
+	}
+	if n := tt.Sent(tpm2.TPMCCActivateCredential); n != 0 {
+		t.Errorf("ActivateCredential reached the TPM %d times with oversized TPM2Bs", n)
+	}
+
+	// At the limits, the request reaches the TPM, which rejects the
+	// credential as not made for this key.
+	_, err = s.ActivateCredential(context.Background(), peer, vcom.HandleAIK, sized(maxIDObject), sized(maxEncryptedSecret))
+	if !errors.Is(err, ErrInvalid) {
+		t.Errorf("TPM2Bs at the limits: error = %v; want ErrInvalid", err)
+	}
+	if n := tt.Sent(tpm2.TPMCCActivateCredential); n != 1 {
+		t.Errorf("ActivateCredential reached the TPM %d times with TPM2Bs at the limits; want 1", n)
+	}
+	if _, err := s.ActivateCredential(context.Background(), peer, vcom.HandleAIK, cred, enc); err != nil {
+		t.Errorf("a valid credential after the oversized ones: %v", err)
+	}
+}
+
+func TestCommandOverTPMLimitNotSent(t *testing.T) {
+	tt := simtest.Start(t)
+	s := newService(t, tt, nil)
+	if s.maxCommand < 1024 {
+		t.Fatalf("TPM_PT_MAX_COMMAND_SIZE read as %d; want at least 1024", s.maxCommand)
+	}
+
+	cmd := make([]byte, s.maxCommand+1)
+	binary.BigEndian.PutUint16(cmd[0:], uint16(tpm2.TPMSTNoSessions))
+	binary.BigEndian.PutUint32(cmd[2:], uint32(len(cmd)))
+	binary.BigEndian.PutUint32(cmd[6:], uint32(tpm2.TPMCCHash))
+	before := tt.Sent(tpm2.TPMCCHash)
+	_, err := s.conn.Send(cmd)
+	if !errors.Is(err, errCommandTooLarge) {
+		t.Errorf("Send of %d bytes = %v; want errCommandTooLarge", len(cmd), err)
+	}
+	if n := tt.Sent(tpm2.TPMCCHash) - before; n != 0 {
+		t.Errorf("a command over TPM_PT_MAX_COMMAND_SIZE reached the TPM %d times", n)
+	}
+	if cls := tpmError("sign", vcom.HandleAIK, "Hash", err); !errors.Is(cls, ErrInvalid) {
+		t.Errorf("the error is classified as %v; want ErrInvalid", cls)
+	}
+	if _, err := s.GetPub(context.Background(), peer, vcom.HandleAIK); err != nil {
+		t.Errorf("getpub after the refused command: %v", err)
 	}
 }
 
