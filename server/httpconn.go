@@ -36,8 +36,8 @@ const (
 	writeBufferSize = 4 << 10
 )
 
-// maxDiscard is how much of a request body that the handler left unread
-// the server reads to keep the connection; a longer rest closes it.
+// maxDiscard is how much a connection that closes after an error response
+// reads of what the guest still sends.
 const maxDiscard = 256 << 10
 
 // headerSlack is the number of bytes a request may read past
@@ -128,14 +128,22 @@ func (c *conn) serveRequest(wait time.Duration) bool {
 		return false
 	}
 
-	c.rwc.SetReadDeadline(time.Now().Add(s.cfg.ReadHeaderTimeout))
+	headerDeadline := time.Now().Add(s.cfg.ReadHeaderTimeout)
+	c.rwc.SetReadDeadline(headerDeadline)
 	c.limit.remaining = int64(s.cfg.MaxHeaderBytes + headerSlack)
 	req, err := http.ReadRequest(c.br)
 	c.limit.remaining = -1
 	if err != nil {
+		// A line cut off by the deadline reaches the parser as a whole
+		// line, which it reports as malformed.
+		if !time.Now().Before(headerDeadline) {
+			err = fmt.Errorf("%w: %v", os.ErrDeadlineExceeded, err)
+		}
 		c.rejectRequest(err)
 		return false
 	}
+	body := &countingBody{ReadCloser: req.Body}
+	req.Body = body
 	if req.ProtoMajor != 1 {
 		c.writeError(http.StatusHTTPVersionNotSupported, fmt.Sprintf("%s is not supported; send HTTP/1.1", req.Proto))
 		return false
@@ -148,6 +156,7 @@ func (c *conn) serveRequest(wait time.Duration) bool {
 			c.writeError(http.StatusExpectationFailed, fmt.Sprintf("Expect: %q is not supported; send the request without it", expect))
 			return false
 		}
+		c.rwc.SetWriteDeadline(time.Now().Add(s.cfg.WriteTimeout))
 		c.bw.WriteString("HTTP/1.1 100 Continue\r\n\r\n")
 		if c.bw.Flush() != nil {
 			return false
@@ -156,8 +165,36 @@ func (c *conn) serveRequest(wait time.Duration) bool {
 
 	w := &responseWriter{conn: c, header: make(http.Header), status: http.StatusOK}
 	s.handler.ServeHTTP(w, req)
-	keep := w.finish(req)
+	keep := w.finish(req, body)
 	return keep && !s.draining.Load()
+}
+
+// countingBody counts what the handler read of a request body.
+type countingBody struct {
+	io.ReadCloser
+	n   int64
+	eof bool
+}
+
+func (b *countingBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	b.n += int64(n)
+	if err == io.EOF {
+		b.eof = true
+	}
+	return n, err
+}
+
+// unread returns the number of body bytes that the handler left unread, or
+// -1 if that is unknown, as for a chunked body.
+func (b *countingBody) unread(req *http.Request) int64 {
+	switch {
+	case b.eof || req.ContentLength == 0:
+		return 0
+	case req.ContentLength > 0:
+		return req.ContentLength - b.n
+	}
+	return -1
 }
 
 // watchHangup watches the connection while its request waits in the TPM's
@@ -215,6 +252,14 @@ func (c *conn) writeError(status int, msg string) {
 	if c.bw.Flush() != nil {
 		return
 	}
+	c.linger()
+}
+
+// linger closes the write side of a connection that is about to close
+// after a response, and reads what the guest still sends for a moment. A
+// close with unread input resets the connection, and the guest could lose
+// the response.
+func (c *conn) linger() {
 	if cw, ok := c.rwc.(interface{ CloseWrite() error }); ok && cw.CloseWrite() == nil {
 		c.rwc.SetReadDeadline(time.Now().Add(lingerTime))
 		io.Copy(io.Discard, io.LimitReader(c.rwc, maxDiscard))
@@ -262,31 +307,40 @@ func (w *responseWriter) SetWriteDeadline(t time.Time) error {
 
 // finish reads what the handler left of the request body, writes the
 // response, and reports whether the connection can carry another request.
-func (w *responseWriter) finish(req *http.Request) bool {
+func (w *responseWriter) finish(req *http.Request, body *countingBody) bool {
+	c := w.conn
 	keep := !req.Close && w.header.Get("Connection") != "close"
-	if keep {
-		n, err := io.Copy(io.Discard, io.LimitReader(req.Body, maxDiscard+1))
-		if err != nil || n > maxDiscard {
-			keep = false
+	// The rest of a body that has arrived is skipped, and the connection
+	// kept. A body that is still on its way, as a refused request's may
+	// be, is not waited for: the response goes out at once, and the
+	// connection closes.
+	linger := false
+	if unread := body.unread(req); keep && unread != 0 {
+		if unread > 0 && unread <= int64(c.br.Buffered()) {
+			io.CopyN(io.Discard, req.Body, unread)
+		} else {
+			keep, linger = false, true
 		}
 	}
 	if !keep {
 		w.header.Set("Connection", "close")
 	}
-	c := w.conn
-	body := w.body.Bytes()
+	out := w.body.Bytes()
 	if req.Method == http.MethodHead {
 		// A response to HEAD has headers only.
-		body = nil
+		out = nil
 	}
 	if err := writeHead(c.bw, w.status, w.header, w.body.Len()); err != nil {
 		return false
 	}
-	if _, err := c.bw.Write(body); err != nil {
+	if _, err := c.bw.Write(out); err != nil {
 		return false
 	}
 	if err := c.bw.Flush(); err != nil {
 		return false
+	}
+	if linger {
+		c.linger()
 	}
 	return keep
 }

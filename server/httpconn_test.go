@@ -193,3 +193,77 @@ func TestHTTPHeadHasNoBody(t *testing.T) {
 		t.Fatalf("the request after HEAD: status %d (%s); a body after the HEAD response would break this", rsp.StatusCode, text)
 	}
 }
+
+// TestHTTPRefusalBeforeBodyArrives sends requests that are refused before
+// their body is read, with the body still on its way, at the default
+// timeouts. The refusal goes out at once, and the connection closes.
+func TestHTTPRefusalBeforeBodyArrives(t *testing.T) {
+	a := startAgent(t)
+	cases := []struct {
+		name, request string
+		status        int
+	}{
+		{"Content-Length over the limit, no body", "POST /tpm/sign HTTP/1.1\r\nHost: h\r\nContent-Length: 1000000\r\n\r\n", 413},
+		{"GET with 3 of 10 body bytes", "GET /tpm/getpub HTTP/1.1\r\nHost: h\r\nContent-Length: 10\r\n\r\nabc", 405},
+		{"unknown path with a chunked body cut short", "POST /tpm/quote HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n10\r\nabc", 404},
+	}
+	for _, tc := range cases {
+		rsp, text, br := exchangeRaw(t, a, tc.request)
+		if rsp.StatusCode != tc.status {
+			t.Errorf("%s: status %d (%s); want %d", tc.name, rsp.StatusCode, text, tc.status)
+		}
+		if !rsp.Close {
+			t.Errorf("%s: the response keeps the connection open; want Connection: close", tc.name)
+		}
+		if _, err := br.ReadByte(); err != io.EOF {
+			t.Errorf("%s: the connection stays open after the response (%v)", tc.name, err)
+		}
+	}
+	a.mustServe(t, "after the refusals")
+}
+
+// TestHTTPRefusalKeepsConnectionWithWholeBody checks that a refused request
+// whose body has arrived whole keeps its connection.
+func TestHTTPRefusalKeepsConnectionWithWholeBody(t *testing.T) {
+	a := startAgent(t)
+	body := getPubBody(t)
+	c := a.dial(t)
+	fmt.Fprintf(c, "GET /tpm/getpub HTTP/1.1\r\nHost: h\r\nContent-Length: %d\r\n\r\n%s", len(body), body)
+	br := bufio.NewReader(c)
+	rsp, text := readResponse(t, c, br)
+	if rsp.StatusCode != http.StatusMethodNotAllowed || rsp.Close {
+		t.Fatalf("GET with a whole body: status %d (%s), close %v; want 405 on an open connection", rsp.StatusCode, text, rsp.Close)
+	}
+	fmt.Fprintf(c, "POST /tpm/getpub HTTP/1.1\r\nHost: h\r\nContent-Length: %d\r\n\r\n%s", len(body), body)
+	if rsp, text := readResponse(t, c, br); rsp.StatusCode != http.StatusOK {
+		t.Fatalf("the next request on the connection: status %d (%s); want 200", rsp.StatusCode, text)
+	}
+}
+
+// TestHTTPExpectContinueAfterIdle sends a request with Expect:
+// 100-continue on a connection that has idled longer than the write
+// timeout.
+func TestHTTPExpectContinueAfterIdle(t *testing.T) {
+	const writeTimeout = 200 * time.Millisecond
+	a := startAgentWith(t, func(c *Config) { c.WriteTimeout = writeTimeout })
+	body := getPubBody(t)
+	c := a.dial(t)
+	br := bufio.NewReader(c)
+	fmt.Fprintf(c, "POST /tpm/getpub HTTP/1.1\r\nHost: h\r\nContent-Length: %d\r\n\r\n%s", len(body), body)
+	if rsp, text := readResponse(t, c, br); rsp.StatusCode != http.StatusOK {
+		t.Fatalf("first request: status %d (%s)", rsp.StatusCode, text)
+	}
+
+	time.Sleep(2 * writeTimeout)
+	fmt.Fprintf(c, "POST /tpm/getpub HTTP/1.1\r\nHost: h\r\nExpect: 100-continue\r\nContent-Length: %d\r\n\r\n", len(body))
+	c.SetReadDeadline(time.Now().Add(time.Minute))
+	line, err := br.ReadString('\n')
+	if err != nil || !strings.HasPrefix(line, "HTTP/1.1 100 Continue") {
+		t.Fatalf("first line %q, %v; want 100 Continue", line, err)
+	}
+	br.ReadString('\n')
+	io.WriteString(c, body)
+	if rsp, text := readResponse(t, c, br); rsp.StatusCode != http.StatusOK {
+		t.Fatalf("after 100 Continue: status %d (%s)", rsp.StatusCode, text)
+	}
+}

@@ -59,9 +59,8 @@ func TestSlowHeaderCutOff(t *testing.T) {
 	go func() { sent <- dribble(c, request, time.Second, stop) }()
 
 	well.mustServe(t, "while the header arrives one byte a second")
-	// net/http responds to a header cut off mid-way with its own 400.
-	if got := waitClosed(t, c); len(got) != 0 && !strings.HasPrefix(string(got), "HTTP/1.1 400 Bad Request\r\n") {
-		t.Errorf("the agent sent %q to a guest whose header never ended; want 400 or a close", got)
+	if got := waitClosed(t, c); len(got) != 0 {
+		t.Errorf("the agent sent %q to a guest whose header never ended; want a close", got)
 	}
 	close(stop)
 	if n := <-sent; n >= len(request) {
