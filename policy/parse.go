@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"path/filepath"
 	"os"
 	"regexp"
 	"slices"
@@ -260,13 +261,19 @@ func (p *parser) peers(v *yaml.Node) error {
 	})
 }
 
-// checkPeer checks that s is a peer identity as transport.Peer.ID writes it.
+// checkPeer checks that s is a peer identity as transport.Peer.ID writes
+// it. Another spelling of the same peer, such as cid:05, would never match,
+// and the peer would get the default entry instead.
 func checkPeer(s string) error {
 	kind, rest, _ := strings.Cut(s, ":")
 	switch kind {
 	case "cid":
-		if _, err := strconv.ParseUint(rest, 10, 32); err != nil {
+		cid, err := strconv.ParseUint(rest, 10, 32)
+		if err != nil {
 			return fmt.Errorf("peer %q: the CID must be a decimal number, as in cid:5", s)
+		}
+		if canonical := strconv.FormatUint(cid, 10); canonical != rest {
+			return fmt.Errorf("peer %q: write it as cid:%s, as the agent names the peer", s, canonical)
 		}
 		return nil
 	case "vm":
@@ -278,10 +285,17 @@ func checkPeer(s string) error {
 		if !strings.HasPrefix(rest, "/") {
 			return fmt.Errorf("peer %q: a Unix listener without a VM name is named by its absolute socket path, as in unix:/run/vcomlink.sock", s)
 		}
+		if canonical := filepath.Clean(rest); canonical != rest {
+			return fmt.Errorf("peer %q: write it as unix:%s, as the agent names the peer", s, canonical)
+		}
 		return nil
 	case "tcp":
-		if net.ParseIP(rest) == nil {
+		ip := net.ParseIP(rest)
+		if ip == nil {
 			return fmt.Errorf("peer %q: a TCP peer is named by its IP address, as in tcp:127.0.0.1", s)
+		}
+		if canonical := ip.String(); canonical != rest {
+			return fmt.Errorf("peer %q: write it as tcp:%s, as the agent names the peer", s, canonical)
 		}
 		return nil
 	}

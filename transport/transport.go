@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -181,7 +182,9 @@ func ParseAddress(s string) (Address, error) {
 				return Address{}, fmt.Errorf("invalid listen address %q: %v", s, err)
 			}
 		}
-		return Address{Network: "unix", Path: u.Path, VM: q.Get("vm")}, nil
+		// The path is cleaned, so that the peer identity of a listener
+		// without a VM name has one spelling.
+		return Address{Network: "unix", Path: filepath.Clean(u.Path), VM: q.Get("vm")}, nil
 	case "tcp":
 		if _, _, err := net.SplitHostPort(u.Host); err != nil {
 			return Address{}, fmt.Errorf("invalid listen address %q: write TCP as tcp://127.0.0.1:PORT", s)

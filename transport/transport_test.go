@@ -20,6 +20,7 @@ func TestParseAddressAccepts(t *testing.T) {
 		{"vsock://3:1024", Address{Network: "vsock", CID: 3, Port: 1024}},
 		{"unix:///run/vm1.sock_2000?vm=vm1", Address{Network: "unix", Path: "/run/vm1.sock_2000", VM: "vm1"}},
 		{"unix:///tmp/v.sock", Address{Network: "unix", Path: "/tmp/v.sock"}},
+		{"unix:///tmp//x/../v.sock", Address{Network: "unix", Path: "/tmp/v.sock"}},
 		{"tcp://127.0.0.1:8080", Address{Network: "tcp", HostPort: "127.0.0.1:8080"}},
 		{"tcp://[::1]:8080", Address{Network: "tcp", HostPort: "[::1]:8080"}},
 		{"tcp://localhost:8080", Address{Network: "tcp", HostPort: "localhost:8080"}},
