@@ -1,10 +1,13 @@
 package policy
 
 import (
+	"bytes"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/vcomlink/vcomlink/api/vcom"
@@ -346,5 +349,52 @@ owner_read: []
 		if got := mustParse(t, tc.policy).Summary(); got != tc.want {
 			t.Errorf("Summary() = %q; want %q", got, tc.want)
 		}
+	}
+}
+
+func TestParseRejectsAliasExpansion(t *testing.T) {
+	// Each level holds ten aliases of the one before: 10^6 nodes.
+	var b strings.Builder
+	b.WriteString("default:\n  - ops: [getpub]\n    handles: &l0 [0x81000003, 0x81000003, 0x81000003, 0x81000003, 0x81000003, 0x81000003, 0x81000003, 0x81000003, 0x81000003, 0x81000003]\n")
+	b.WriteString("peers:\n")
+	for i := 1; i <= 6; i++ {
+		fmt.Fprintf(&b, "  \"vm:v%d\":\n    - ops: [getpub]\n      handles: &l%d [", i, i)
+		for j := range 10 {
+			if j > 0 {
+				b.WriteString(", ")
+			}
+			fmt.Fprintf(&b, "*l%d", i-1)
+		}
+		b.WriteString("]\n")
+	}
+	_, err := Parse([]byte(b.String()))
+	if err == nil || !strings.Contains(err.Error(), "more than 100000 YAML nodes once its aliases are expanded") {
+		t.Errorf("Parse of nested aliases = %v; want an error about their expansion", err)
+	}
+
+	// One alias used a few times is fine.
+	shared := "default: &std\n  - ops: [getpub]\n    handles: [0x81000003]\npeers:\n  \"vm:a\": *std\n  \"vm:b\": *std\n"
+	if _, err := Parse([]byte(shared)); err != nil {
+		t.Errorf("Parse of a shared grant list: %v", err)
+	}
+}
+
+func TestLoadFileRejectsSpecialAndLargeFiles(t *testing.T) {
+	dir := t.TempDir()
+	fifo := filepath.Join(dir, "policy.fifo")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := LoadFile(fifo); err == nil || !strings.Contains(err.Error(), "is not a regular file") {
+		t.Errorf("LoadFile of a FIFO = %v; want an error that it is not a regular file", err)
+	}
+
+	large := filepath.Join(dir, "large.yaml")
+	data := append([]byte("default: []\n"), bytes.Repeat([]byte("# padding\n"), maxFileSize/10+1)...)
+	if err := os.WriteFile(large, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := LoadFile(large); err == nil || !strings.Contains(err.Error(), "is larger than 1048576 bytes") {
+		t.Errorf("LoadFile of %d bytes = %v; want an error about its size", len(data), err)
 	}
 }

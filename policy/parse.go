@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 
 	"gopkg.in/yaml.v3"
 
@@ -48,7 +49,7 @@ func errorAt(n *yaml.Node, format string, args ...any) *FileError {
 // LoadFile reads and checks the policy file at path. A mistake is a
 // *FileError that names the file and the line.
 func LoadFile(path string) (*File, error) {
-	data, err := os.ReadFile(path)
+	data, err := readPolicyFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("read the access policy: %w", err)
 	}
@@ -61,6 +62,62 @@ func LoadFile(path string) (*File, error) {
 		return nil, err
 	}
 	return f, nil
+}
+
+// maxFileSize is the largest policy file, in bytes.
+const maxFileSize = 1 << 20
+
+// readPolicyFile reads a regular file of at most maxFileSize bytes. A FIFO
+// or a device could block the reload that reads it.
+func readPolicyFile(path string) ([]byte, error) {
+	// O_NONBLOCK keeps the open of a FIFO from waiting for a writer.
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("%s is not a regular file", path)
+	}
+	data, err := io.ReadAll(io.LimitReader(f, maxFileSize+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(data) > maxFileSize {
+		return nil, fmt.Errorf("%s is larger than %d bytes", path, maxFileSize)
+	}
+	return data, nil
+}
+
+// maxExpandedNodes is the most YAML nodes that a policy may have once its
+// aliases are expanded, so that a few nested aliases cannot make the
+// agent build a policy of gigabytes.
+const maxExpandedNodes = 100000
+
+// expandedSize returns the number of nodes of n with its aliases
+// expanded, counting at most up to limit.
+func expandedSize(n *yaml.Node, memo map[*yaml.Node]int, limit int) int {
+	if size, ok := memo[n]; ok {
+		return size
+	}
+	memo[n] = limit + 1 // an alias that contains itself counts as too large
+	size := 1
+	if n.Kind == yaml.AliasNode && n.Alias != nil {
+		size += expandedSize(n.Alias, memo, limit)
+	}
+	for _, c := range n.Content {
+		if size > limit {
+			break
+		}
+		size += expandedSize(c, memo, limit)
+	}
+	size = min(size, limit+1)
+	memo[n] = size
+	return size
 }
 
 // The keys of a policy file and of a grant.
@@ -94,6 +151,9 @@ func Parse(data []byte) (*File, error) {
 		return nil, errorAt(&extra, "the file holds a second YAML document; write the whole policy as one document")
 	}
 
+	if expandedSize(&doc, make(map[*yaml.Node]int), maxExpandedNodes) > maxExpandedNodes {
+		return nil, &FileError{Msg: fmt.Sprintf("the policy has more than %d YAML nodes once its aliases are expanded; write it with fewer nested aliases", maxExpandedNodes)}
+	}
 	root := resolve(doc.Content[0])
 	if root.Kind != yaml.MappingNode {
 		return nil, errorAt(root, "the access policy must be a mapping with the keys %s", strings.Join(topKeys, ", "))
