@@ -88,6 +88,25 @@ func BuiltinNever() []Range {
 	}
 }
 
+// Lifted returns the handles of the built-in never and read-public-only
+// lists that this policy's lists leave out, so that grants may reach them.
+// A host may mean that, as to let one VM read the device-key credential,
+// and the agent logs it.
+func (f *File) Lifted() []uint32 {
+	var lifted []uint32
+	for _, r := range BuiltinNever() {
+		if !rangesContain(f.Never, r.First) {
+			lifted = append(lifted, r.First)
+		}
+	}
+	for _, r := range BuiltinReadPublicOnly() {
+		if !rangesContain(f.ReadPublicOnly, r.First) && !rangesContain(f.Never, r.First) {
+			lifted = append(lifted, r.First)
+		}
+	}
+	return lifted
+}
+
 // BuiltinReadPublicOnly returns the keys whose public area is all that the
 // built-in policy lets a guest read: the quote key and the device identity
 // key. A policy file that has no read_public_only list gets these.

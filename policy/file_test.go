@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -396,5 +397,30 @@ func TestLoadFileRejectsSpecialAndLargeFiles(t *testing.T) {
 	}
 	if _, err := LoadFile(large); err == nil || !strings.Contains(err.Error(), "is larger than 1048576 bytes") {
 		t.Errorf("LoadFile of %d bytes = %v; want an error about its size", len(data), err)
+	}
+}
+
+func TestLifted(t *testing.T) {
+	cases := []struct {
+		name, text string
+		want       []uint32
+	}{
+		{"no lists", "default: []\n", nil},
+		{"empty never", "default: []\nnever: []\n", []uint32{vcom.HandleDeviceKeyCredential, vcom.HandleDiskKey1, vcom.HandleDiskKey2, vcom.HandleDiskKey3}},
+		{"credential readable", "default: []\nnever: [0x01700000, 0x01800000, 0x01900000]\nowner_read: [0x01600000]\n", []uint32{vcom.HandleDeviceKeyCredential}},
+		{"empty read_public_only", "default: []\nread_public_only: []\n", []uint32{vcom.HandleQuoteKey, vcom.HandleDeviceKey}},
+		{"quote key never instead", "default: []\nread_public_only: [0x817FFFFF]\nnever: [0x01600000-0x01900000, 0x81000004]\n", nil},
+	}
+	for _, tc := range cases {
+		if got := mustParse(t, tc.text).Lifted(); !slices.Equal(got, tc.want) {
+			t.Errorf("%s: Lifted() = %x; want %x", tc.name, got, tc.want)
+		}
+	}
+	example, err := LoadFile("../examples/policy.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := example.Lifted(); len(got) != 0 {
+		t.Errorf("examples/policy.yaml lifts %x; want nothing", got)
 	}
 }

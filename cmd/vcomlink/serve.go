@@ -205,6 +205,9 @@ func checkSummary(f *serveFlags, settings *serveSettings) string {
 	} else {
 		b.WriteString(", built-in policy")
 	}
+	if lifted := liftedHandles(settings.access); lifted != "" {
+		fmt.Fprintf(&b, "; the policy leaves out built-in protected handles %s", lifted)
+	}
 	fmt.Fprintf(&b, "; the TPM %s was not opened and no socket was bound", settings.spec)
 	return b.String()
 }
@@ -283,6 +286,7 @@ func serve(f *serveFlags, settings *serveSettings, log *slog.Logger) error {
 		go func() { errs <- a.admin.serve() }()
 	}
 	log.Info("vcomlink serving", "listen", strings.Join(f.listen.values, " "), "socket_group", f.socketGroup, "admin", f.admin, "policy", policyName(f.policyFile))
+	warnLifted(log, settings.access, f.policyFile)
 
 	reloader := &policyReloader{path: f.policyFile, store: a.store, svc: a.svc, log: log}
 	for {

@@ -301,3 +301,17 @@ func TestServeSocketGroup(t *testing.T) {
 		t.Fatalf("exit status %d after SIGTERM; want 0\n%s", code, p.log)
 	}
 }
+
+func TestServeCheckNamesLiftedHandles(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "policy.yaml")
+	if err := os.WriteFile(path, []byte("never: [0x01700000-0x01900000]\nowner_read: [0x01600000]\ndefault: []\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r := runCheck("--tpm", "simulator", "--listen", "unix:///run/vcomlink/v.sock", "--policy", path)
+	if r.code != exitOK {
+		t.Fatalf("exit status %d; want 0\n%s", r.code, r.stderr)
+	}
+	if want := "; the policy leaves out built-in protected handles 0x01600000;"; !strings.Contains(r.stdout, want) {
+		t.Errorf("--check printed %q; want it to contain %q", r.stdout, want)
+	}
+}

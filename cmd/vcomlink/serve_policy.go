@@ -2,6 +2,7 @@ package main
 
 import (
 	"log/slog"
+	"strings"
 
 	"github.com/vcomlink/vcomlink/policy"
 	"github.com/vcomlink/vcomlink/tpm"
@@ -14,6 +15,28 @@ func loadPolicy(path string) (policy.Checker, error) {
 		return policy.NewDefault(), nil
 	}
 	return policy.LoadFile(path)
+}
+
+// warnLifted logs the handles that the built-in policy protects and the
+// policy c does not, if any.
+func warnLifted(log *slog.Logger, c policy.Checker, file string) {
+	if lifted := liftedHandles(c); lifted != "" {
+		log.Warn("the access policy leaves out handles of the built-in never or read_public_only lists; guests granted them may use them", "file", file, "handles", lifted)
+	}
+}
+
+// liftedHandles lists, as text, the handles that the built-in policy
+// protects and the policy c does not.
+func liftedHandles(c policy.Checker) string {
+	f, ok := c.(*policy.File)
+	if !ok {
+		return ""
+	}
+	var names []string
+	for _, h := range f.Lifted() {
+		names = append(names, tpm.FormatHandle(h))
+	}
+	return strings.Join(names, " ")
 }
 
 // ownerReadNV returns the NV indices that the policy c lets readnv read
@@ -61,4 +84,5 @@ func (r *policyReloader) reload() {
 	r.store.Set(f)
 	r.svc.SetOwnerReadNV(next)
 	r.log.Info("access policy reloaded", "file", r.path, "policy", f.Summary())
+	warnLifted(r.log, f, r.path)
 }

@@ -199,6 +199,18 @@ peers:
 	if !g.reused {
 		t.Errorf("the request after the rejected reload used a new connection")
 	}
+	if strings.Contains(p.log.String(), "leaves out handles") {
+		t.Errorf("a policy that keeps the built-in lists was warned about:\n%s", p.log)
+	}
+
+	// A reload that empties the never list is logged with the handles it
+	// exposes.
+	writePolicy(t, path, "never: []\ndefault: []\n")
+	if err := p.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	waitForLog(t, p, "access policy reloaded", 2)
+	waitForLog(t, p, `level=WARN msg="the access policy leaves out handles of the built-in never or read_public_only lists; guests granted them may use them" file=`+path+` handles="0x01600000 0x01700000 0x01800000 0x01900000"`, 1)
 	if code := p.stop(t); code != 0 {
 		t.Fatalf("exit status %d after SIGTERM; want 0\n%s", code, p.log)
 	}
