@@ -210,7 +210,7 @@ func (s *Server) logFailure(r *http.Request, ex exchange, status int, msg string
 		}
 	case status == http.StatusInternalServerError:
 		key := fmt.Sprintf("%d %s %08x %s", status, ex.op, handle, msg)
-		if s.refusals.record(ex.peer, key, label) {
+		if s.failures.record(ex.peer, key, label) {
 			s.log.Log(r.Context(), slog.LevelError, "request failed", attrs...)
 		}
 	default:

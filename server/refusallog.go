@@ -26,6 +26,7 @@ const omittedLabelsPerPeer = 8
 type refusalLog struct {
 	log      *slog.Logger
 	interval time.Duration
+	summary  string // the message of the count line
 
 	mu    sync.Mutex
 	peers map[string]*peerRefusals
@@ -39,8 +40,10 @@ type peerRefusals struct {
 	labels map[string]int
 }
 
-func newRefusalLog(log *slog.Logger, interval time.Duration) *refusalLog {
-	return &refusalLog{log: log, interval: interval, peers: make(map[string]*peerRefusals)}
+// newRefusalLog returns a refusal log whose count lines have the message
+// summary, such as "further refusals were not logged".
+func newRefusalLog(log *slog.Logger, interval time.Duration, summary string) *refusalLog {
+	return &refusalLog{log: log, interval: interval, summary: summary, peers: make(map[string]*peerRefusals)}
 }
 
 // record counts a refusal of peer, identified by key and described by
@@ -82,7 +85,7 @@ func (l *refusalLog) flush() {
 	sort.Strings(ids)
 	for _, id := range ids {
 		p := peers[id]
-		l.log.Warn("further refusals were not logged", "peer", id, "count", p.omitted, "interval", l.interval,
+		l.log.Warn(l.summary, "peer", id, "count", p.omitted, "interval", l.interval,
 			"refusals", p.describeOmitted())
 	}
 }

@@ -9,12 +9,15 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-tpm/tpm2"
+
 	"github.com/vcomlink/vcomlink/api/vcom"
+	"github.com/vcomlink/vcomlink/policy"
 )
 
 func TestRefusalLogNamesWhatItLeftOut(t *testing.T) {
 	var out bytes.Buffer
-	l := newRefusalLog(slog.New(slog.NewTextHandler(&out, nil)), time.Minute)
+	l := newRefusalLog(slog.New(slog.NewTextHandler(&out, nil)), time.Minute, "further refusals were not logged")
 
 	// Thirty handles, each refused twice: the first ten get a line each.
 	// The count line names the first eight handles left out, each refused
@@ -54,5 +57,24 @@ func TestDebugLogNamesHandles(t *testing.T) {
 		if lines := debug.lines(want...); len(lines) != 1 {
 			t.Errorf("debug log has %d lines with %q; want 1:\n%s", len(lines), want, debug)
 		}
+	}
+}
+
+func TestTPMErrorsLoggedAfterRefusals(t *testing.T) {
+	grants, err := policy.Parse([]byte("default:\n  - ops: [sign]\n    handles: [0x81000005]\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := startAgentWith(t, func(c *Config) { c.Policy = grants })
+	// Refusals on more handles than the log shows.
+	for h := range uint32(2 * refusalLinesPerPeer) {
+		r := a.post(t, vcom.PathReadNV, &vcom.TpmRequestReadNv{Index: vcom.HandleEKCert + h})
+		checkError(t, "readnv refused", r, http.StatusForbidden, "grants no readnv")
+	}
+	a.sim.Fail(tpm2.TPMCCSign, tpm2.TPMRCFailure)
+	r := a.post(t, vcom.PathSign, &vcom.TpmRequestSign{Index: vcom.HandleECDHKey, Data: make([]byte, 32)})
+	checkError(t, "sign on a failing TPM", r, http.StatusInternalServerError, "TPM_RC_FAILURE")
+	if lines := a.log.lines("level=ERROR", "request failed", "peer=vm:guest", "op=sign"); len(lines) != 1 {
+		t.Errorf("log has %d lines about the TPM error after the peer's refusals; want 1:\n%s", len(lines), a.log)
 	}
 }

@@ -75,9 +75,10 @@ type Config struct {
 	RequestBurst int
 
 	// RefusalLogInterval is the period over which the log lines of
-	// refusals (403, 429) and TPM errors (500) are limited. In each period
-	// a peer gets one line for each distinct refusal, up to a few, and one
-	// line at the end with the count of the rest.
+	// refusals (403, 429) and of TPM errors (500) are limited, each with a
+	// budget of its own. In each period a peer gets one line for each
+	// distinct refusal or error, up to a few, and one line at the end with
+	// the count of the rest.
 	RefusalLogInterval time.Duration
 }
 
@@ -115,7 +116,8 @@ type Server struct {
 	handler  http.Handler
 	conns    *transport.ConnLimiter
 	rates    *rateLimiter
-	refusals *refusalLog
+	refusals *refusalLog // 403 and 429, and connections closed at once
+	failures *refusalLog // 500: failures of the TPM
 
 	sweepOnce sync.Once
 	stopOnce  sync.Once
@@ -150,7 +152,8 @@ func New(cfg Config) *Server {
 		cfg:      cfg,
 		log:      cfg.Logger,
 		rates:    newRateLimiter(cfg.RequestRate, cfg.RequestBurst),
-		refusals: newRefusalLog(cfg.Logger, cfg.RefusalLogInterval),
+		refusals: newRefusalLog(cfg.Logger, cfg.RefusalLogInterval, "further refusals were not logged"),
+		failures: newRefusalLog(cfg.Logger, cfg.RefusalLogInterval, "further failed requests were not logged"),
 		stop:     make(chan struct{}),
 	}
 	s.conns = transport.NewConnLimiter(cfg.MaxConnsPerPeer, cfg.MaxConns, s.logDroppedConn)
@@ -223,6 +226,7 @@ func (s *Server) sweep() {
 		select {
 		case now := <-ticker.C:
 			s.refusals.flush()
+			s.failures.flush()
 			s.rates.forgetIdle(now)
 		case <-s.stop:
 			return
@@ -279,6 +283,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		}
 	}
 	s.refusals.flush()
+	s.failures.flush()
 	return err
 }
 
