@@ -238,7 +238,12 @@ func handleOf(err error) (uint32, bool) {
 }
 
 func (s *Server) notFound(w http.ResponseWriter, r *http.Request, ex exchange) {
-	msg := fmt.Sprintf("no operation at %q; the operations are %s", r.URL.Path, strings.Join(operationPaths(), ", "))
+	// A request target in authority form, as CONNECT sends, has no path.
+	target := r.URL.Path
+	if target == "" {
+		target = r.RequestURI
+	}
+	msg := fmt.Sprintf("no operation at %q; the operations are %s", target, strings.Join(operationPaths(), ", "))
 	s.fail(w, r, ex, http.StatusNotFound, oneLine(msg), nil)
 }
 

@@ -267,3 +267,12 @@ func TestHTTPExpectContinueAfterIdle(t *testing.T) {
 		t.Fatalf("after 100 Continue: status %d (%s)", rsp.StatusCode, text)
 	}
 }
+
+func TestHTTPConnectMethod(t *testing.T) {
+	a := startAgent(t)
+	rsp, text, _ := exchangeRaw(t, a, "CONNECT host.example:443 HTTP/1.1\r\nHost: host.example:443\r\n\r\n")
+	if rsp.StatusCode != http.StatusNotFound {
+		t.Fatalf("CONNECT: status %d (%s); want 404", rsp.StatusCode, text)
+	}
+	checkOneLine(t, "CONNECT", string(text), `no operation at "host.example:443"`)
+}

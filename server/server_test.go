@@ -282,7 +282,10 @@ func TestHandlesOfEveryType(t *testing.T) {
 				want = "persistent key handle"
 			}
 			if c.keyStatus == 404 {
-				want = "does not exist"
+				want = "the handle does not exist in the TPM: TPM_RC_HANDLE"
+				if strings.Contains(string(r.body), "not correct for the use") {
+					t.Errorf("%s: message %q adds go-tpm's description of TPM_RC_HANDLE", name, r.body)
+				}
 			}
 			checkError(t, name, r, c.keyStatus, want)
 		}

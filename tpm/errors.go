@@ -3,6 +3,7 @@ package tpm
 import (
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/google/go-tpm/tpm2"
 )
@@ -66,6 +67,18 @@ func ResponseCode(err error) (tpm2.TPMRC, bool) {
 	return 0, false
 }
 
+// rcName is a response code that reads as its name alone, such as
+// "TPM_RC_HANDLE (handle 1)", where the description that go-tpm adds
+// would contradict the message before it.
+type rcName struct{ rc error }
+
+func (e rcName) Error() string {
+	name, _, _ := strings.Cut(e.rc.Error(), ": ")
+	return name
+}
+
+func (e rcName) Unwrap() error { return e.rc }
+
 func newError(op string, h uint32, class error, format string, args ...any) *Error {
 	return &Error{Op: op, Handle: h, Class: class, Msg: fmt.Sprintf(format, args...)}
 }
@@ -98,7 +111,7 @@ func tpmError(op string, h uint32, command string, err error) error {
 	isFmt1 := errors.As(rc, &fmt1)
 	switch {
 	case errors.Is(rc, tpm2.TPMRCHandle), isReferenceWarning(rc):
-		return &Error{Op: op, Handle: h, Class: ErrNotFound, Msg: command + ": the handle does not exist in the TPM", Err: rc}
+		return &Error{Op: op, Handle: h, Class: ErrNotFound, Msg: command + ": the handle does not exist in the TPM", Err: rcName{rc}}
 	case errors.Is(rc, tpm2.TPMRCLockout):
 		return &Error{Op: op, Handle: h, Class: ErrUnavailable, Msg: command + ": the TPM is in dictionary-attack lockout; the host operator must reset it", Err: rc}
 	case errors.Is(rc, tpm2.TPMRCNVLocked):
