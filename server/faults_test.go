@@ -13,13 +13,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/google/go-tpm/tpm2/transport"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/vcomlink/vcomlink/api/vcom"
 	"github.com/vcomlink/vcomlink/internal/simtest"
 	"github.com/vcomlink/vcomlink/tpm"
-	"github.com/vcomlink/vcomlink/tpm/backend"
 )
 
 // socketTPM serves the simulator as a raw TPM command socket, as swtpm
@@ -182,17 +180,7 @@ func TestTPMStopsAnswering(t *testing.T) {
 	dir := shortTempDir(t)
 	socket := startSocketTPM(t, sim, dir)
 
-	const commandTimeout = 500 * time.Millisecond
-	cfg := tpm.DefaultConfig()
-	cfg.CommandTimeout = commandTimeout
-	cfg.Logger = logs.logger()
-	open := func() (transport.TPMCloser, error) { return backend.OpenSocket(socket.path, 2*time.Second) }
-	svc, err := tpm.New(open, cfg)
-	if err != nil {
-		t.Fatalf("start service: %v", err)
-	}
-	t.Cleanup(func() { svc.Close() })
-	a := newLoggedAgent(t, svc, logs, nil)
+	a := newLoggedAgent(t, startSocketService(t, socket.path, logs, 500*time.Millisecond), logs, nil)
 	other := a.as(t, "other")
 	a.mustServe(t, "before the TPM stops answering")
 
@@ -214,14 +202,7 @@ func TestGoneGuestLeavesQueue(t *testing.T) {
 	sim := simtest.Start(t)
 	logs := &logBuffer{}
 	socket := startSocketTPM(t, sim, shortTempDir(t))
-	cfg := tpm.DefaultConfig()
-	cfg.Logger = logs.logger()
-	open := func() (transport.TPMCloser, error) { return backend.OpenSocket(socket.path, 2*time.Second) }
-	svc, err := tpm.New(open, cfg)
-	if err != nil {
-		t.Fatalf("start service: %v", err)
-	}
-	t.Cleanup(func() { svc.Close() })
+	svc := startSocketService(t, socket.path, logs, tpm.DefaultConfig().CommandTimeout)
 	a := newLoggedAgent(t, svc, logs, nil)
 	b := a.as(t, "b")
 

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"strings"
 	"testing"
@@ -61,18 +62,7 @@ func TestHTTPExpectContinue(t *testing.T) {
 	a := startAgent(t)
 	body := getPubBody(t)
 	c := a.dial(t)
-	fmt.Fprintf(c, "POST /tpm/getpub HTTP/1.1\r\nHost: h\r\nExpect: 100-continue\r\nContent-Length: %d\r\n\r\n", len(body))
-	br := bufio.NewReader(c)
-	c.SetReadDeadline(time.Now().Add(time.Minute))
-	line, err := br.ReadString('\n')
-	if err != nil || !strings.HasPrefix(line, "HTTP/1.1 100 Continue") {
-		t.Fatalf("first line %q, %v; want 100 Continue", line, err)
-	}
-	br.ReadString('\n')
-	io.WriteString(c, body)
-	if rsp, text := readResponse(t, c, br); rsp.StatusCode != http.StatusOK {
-		t.Fatalf("after 100 Continue: status %d (%s)", rsp.StatusCode, text)
-	}
+	postExpectingContinue(t, c, bufio.NewReader(c), body)
 
 	rsp, text, _ := exchangeRaw(t, a, "POST /tpm/getpub HTTP/1.1\r\nHost: h\r\nExpect: something-else\r\nContent-Length: 0\r\n\r\n")
 	if rsp.StatusCode != http.StatusExpectationFailed {
@@ -255,6 +245,14 @@ func TestHTTPExpectContinueAfterIdle(t *testing.T) {
 	}
 
 	time.Sleep(2 * writeTimeout)
+	postExpectingContinue(t, c, br, body)
+}
+
+// postExpectingContinue sends the headers of a getpub with Expect:
+// 100-continue, checks for 100 Continue, then sends body and checks for
+// 200.
+func postExpectingContinue(t *testing.T, c net.Conn, br *bufio.Reader, body string) {
+	t.Helper()
 	fmt.Fprintf(c, "POST /tpm/getpub HTTP/1.1\r\nHost: h\r\nExpect: 100-continue\r\nContent-Length: %d\r\n\r\n", len(body))
 	c.SetReadDeadline(time.Now().Add(time.Minute))
 	line, err := br.ReadString('\n')

@@ -121,7 +121,7 @@ func TestMetricsLint(t *testing.T) {
 func TestShutdownDrains(t *testing.T) {
 	sw := swtpmtest.Start(t)
 	logs := &logBuffer{}
-	a := newLoggedAgent(t, startSWTPMService(t, sw, logs, 30*time.Second), logs, nil)
+	a := newLoggedAgent(t, startSocketService(t, sw.SocketPath, logs, 30*time.Second), logs, nil)
 
 	// A keep-alive connection that carried a request and is idle.
 	open := a.dial(t)

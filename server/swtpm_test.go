@@ -21,17 +21,18 @@ import (
 	"github.com/vcomlink/vcomlink/tpm/backend"
 )
 
-// startSWTPMService starts a TPM service on sw's command socket, logging
-// into logs, with the command timeout given.
-func startSWTPMService(t *testing.T, sw *swtpmtest.SWTPM, logs *logBuffer, commandTimeout time.Duration) *tpm.Service {
+// startSocketService starts a TPM service on the raw TPM command socket at
+// path, as swtpm serves, logging into logs, with the command timeout
+// given.
+func startSocketService(t *testing.T, path string, logs *logBuffer, commandTimeout time.Duration) *tpm.Service {
 	t.Helper()
 	cfg := tpm.DefaultConfig()
 	cfg.CommandTimeout = commandTimeout
 	cfg.Logger = logs.logger()
-	open := func() (transport.TPMCloser, error) { return backend.OpenSocket(sw.SocketPath, 2*time.Second) }
+	open := func() (transport.TPMCloser, error) { return backend.OpenSocket(path, 2*time.Second) }
 	svc, err := tpm.New(open, cfg)
 	if err != nil {
-		t.Fatalf("start service on swtpm: %v", err)
+		t.Fatalf("start service on %s: %v", path, err)
 	}
 	t.Cleanup(func() { svc.Close() })
 	return svc
@@ -40,7 +41,7 @@ func startSWTPMService(t *testing.T, sw *swtpmtest.SWTPM, logs *logBuffer, comma
 func TestSWTPMKilledAndRestarted(t *testing.T) {
 	sw := swtpmtest.Start(t)
 	logs := &logBuffer{}
-	a := newLoggedAgent(t, startSWTPMService(t, sw, logs, 5*time.Second), logs, nil)
+	a := newLoggedAgent(t, startSocketService(t, sw.SocketPath, logs, 5*time.Second), logs, nil)
 	other := a.as(t, "other")
 	a.mustServe(t, "before swtpm is killed")
 
@@ -73,7 +74,7 @@ func TestSWTPMKilledAndRestarted(t *testing.T) {
 func TestSWTPMPaused(t *testing.T) {
 	sw := swtpmtest.Start(t)
 	logs := &logBuffer{}
-	a := newLoggedAgent(t, startSWTPMService(t, sw, logs, 500*time.Millisecond), logs, nil)
+	a := newLoggedAgent(t, startSocketService(t, sw.SocketPath, logs, 500*time.Millisecond), logs, nil)
 	other := a.as(t, "other")
 	a.mustServe(t, "before swtpm is paused")
 
@@ -109,7 +110,7 @@ func TestLockoutCounterUnchangedSWTPM(t *testing.T) {
 	setup.Close()
 
 	logs := &logBuffer{}
-	svc := startSWTPMService(t, sw, logs, 5*time.Second)
+	svc := startSocketService(t, sw.SocketPath, logs, 5*time.Second)
 	a := newLoggedAgent(t, svc, logs, func(c *Config) { c.RequestRate = -1 })
 	sendDARequests(t, a)
 	svc.Close()
@@ -141,7 +142,7 @@ const fairnessP99Bound = 25 * time.Millisecond
 func TestFairTurnsP99(t *testing.T) {
 	sw := swtpmtest.Start(t)
 	logs := &logBuffer{}
-	svc := startSWTPMService(t, sw, logs, 30*time.Second)
+	svc := startSocketService(t, sw.SocketPath, logs, 30*time.Second)
 	// The limits would turn vm:a's flood away before it reaches the TPM,
 	// so they are raised above what the test sends.
 	a := newLoggedAgent(t, svc, logs, func(c *Config) {
@@ -233,7 +234,7 @@ func TestFairTurnsP99(t *testing.T) {
 func TestOversizedCredentialInjectsNothing(t *testing.T) {
 	sw := swtpmtest.Start(t)
 	logs := &logBuffer{}
-	a := newLoggedAgent(t, startSWTPMService(t, sw, logs, 5*time.Second), logs, nil)
+	a := newLoggedAgent(t, startSocketService(t, sw.SocketPath, logs, 5*time.Second), logs, nil)
 
 	evict := []byte{
 		0x80, 0x02, 0, 0, 0, 35, 0, 0, 0x01, 0x20, // TPM_ST_SESSIONS, 35 bytes, TPM2_EvictControl
