@@ -64,6 +64,11 @@ type conn struct {
 	// behind a stream socket, such as swtpm, could read as two commands.
 	maxCommand int
 
+	// outOfMemory records that the TPM answered a command with
+	// TPM_RC_OBJECT_MEMORY or TPM_RC_SESSION_MEMORY since the service last
+	// cleared it.
+	outOfMemory bool
+
 	// observe, if not nil, receives each command's code, the response code
 	// and the time the TPM took.
 	observe func(command, rc uint32, d time.Duration)
@@ -131,7 +136,7 @@ func openAndFlush(open Opener) (transport.TPMCloser, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := flushLoaded(t); err != nil {
+	if _, err := flushLoaded(t); err != nil {
 		t.Close()
 		return nil, fmt.Errorf("flush objects left loaded in the TPM: %w", err)
 	}
@@ -158,6 +163,9 @@ func (c *conn) Send(cmd []byte) ([]byte, error) {
 			return nil, err
 		}
 		rc := responseCode(rsp)
+		if rc == tpm2.TPMRCObjectMemory || rc == tpm2.TPMRCSessionMemory {
+			c.outOfMemory = true
+		}
 		if c.observe != nil {
 			c.observe(commandCode(cmd), uint32(rc), time.Since(start))
 		}
@@ -320,18 +328,18 @@ func isRetryWarning(rc tpm2.TPMRC) bool {
 // connection loaded, and through the kernel's resource manager only this
 // connection's own handles are visible, so nothing of another user is
 // touched.
-func flushLoaded(t transport.TPM) error {
+func flushLoaded(t transport.TPM) (int, error) {
 	handles, err := loadedHandles(t)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	for _, h := range handles {
 		_, err := tpm2.FlushContext{FlushHandle: h}.Execute(t)
 		if err != nil && !errors.Is(err, tpm2.TPMRCHandle) {
-			return fmt.Errorf("flush %s: %w", FormatHandle(uint32(h)), err)
+			return 0, fmt.Errorf("flush %s: %w", FormatHandle(uint32(h)), err)
 		}
 	}
-	return nil
+	return len(handles), nil
 }
 
 // loadedHandles lists the transient objects, the loaded sessions and the

@@ -176,7 +176,13 @@ func tpmProperty(t transport.TPM, id tpm2.TPMPT) (uint32, error) {
 
 // run queues fn for peer and returns its error, classified for op and h.
 func (s *Service) run(ctx context.Context, peer, op string, h uint32, fn func(t transport.TPM) error) error {
-	err := s.sched.Do(ctx, peer, fn)
+	err := s.sched.Do(ctx, peer, func(t transport.TPM) error {
+		err := fn(t)
+		if s.conn.outOfMemory {
+			s.recoverMemory(t, op, h)
+		}
+		return err
+	})
 	if err == nil {
 		return nil
 	}
@@ -184,6 +190,23 @@ func (s *Service) run(ctx context.Context, peer, op string, h uint32, fn func(t 
 		return err
 	}
 	return tpmError(op, h, op, err)
+}
+
+// recoverMemory flushes every transient object and session that the
+// agent's connection has loaded, after the TPM answered that it has no
+// room for another. Every operation flushes what it loads, so anything
+// still loaded between operations is a leak, and without this it would
+// keep every VM from the operations that need a session or an object.
+// It runs in the turn of the operation that met the full TPM, after the
+// operation has flushed its own handles.
+func (s *Service) recoverMemory(t transport.TPM, op string, h uint32) {
+	s.conn.outOfMemory = false
+	n, err := flushLoaded(t)
+	if err != nil {
+		s.log.Error("the TPM had no room for another object or session, and flushing what this agent left loaded failed", "op", op, "handle", FormatHandle(h), "err", err)
+		return
+	}
+	s.log.Warn("the TPM had no room for another object or session; flushed what this agent's connection left loaded", "op", op, "handle", FormatHandle(h), "flushed", n)
 }
 
 // object is a loaded persistent key as ReadPublic returns it.

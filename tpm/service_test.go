@@ -334,6 +334,54 @@ func TestActivateCredentialPolicyEK(t *testing.T) {
 	}
 }
 
+// TestRecoversFromLeakedSessions fills the TPM's session slots from
+// outside the agent's operations, as a leak would, and checks that the
+// operation that meets the full TPM flushes them, so that the next one
+// succeeds.
+func TestRecoversFromLeakedSessions(t *testing.T) {
+	tt := simtest.Start(t)
+	s, logs := newLoggedService(t, tt, nil)
+	for range 64 {
+		_, err := tpm2.StartAuthSession{
+			TPMKey:      tpm2.TPMRHNull,
+			Bind:        tpm2.TPMRHNull,
+			SessionType: tpm2.TPMSEHMAC,
+			Symmetric:   tpm2.TPMTSymDef{Algorithm: tpm2.TPMAlgNull},
+			AuthHash:    tpm2.TPMAlgSHA256,
+			NonceCaller: tpm2.TPM2BNonce{Buffer: make([]byte, 16)},
+		}.Execute(tt)
+		if errors.Is(err, tpm2.TPMRCSessionMemory) {
+			break
+		}
+		if err != nil {
+			t.Fatalf("StartAuthSession: %v", err)
+		}
+	}
+	if len(tt.Loaded(t)) == 0 {
+		t.Fatal("no session is loaded; the test leaked nothing")
+	}
+
+	secret := []byte("after the leak")
+	cred, enc := makeCredential(t, tt.Result.EK.Public, tt.Result.AIK.Name, secret)
+	_, err := s.ActivateCredential(context.Background(), peer, vcom.HandleAIK, cred, enc)
+	if !errors.Is(err, tpm2.TPMRCSessionMemory) {
+		t.Fatalf("ActivateCredential on a TPM with no session slot = %v; want TPM_RC_SESSION_MEMORY", err)
+	}
+	if loaded := tt.Loaded(t); len(loaded) != 0 {
+		t.Errorf("handles still loaded after the recovery: %v", loaded)
+	}
+	if n := logs.count("flushed what this agent's connection left loaded"); n != 1 {
+		t.Errorf("log has %d lines about the recovery; want 1:\n%s", n, logs)
+	}
+	rsp, err := s.ActivateCredential(context.Background(), peer, vcom.HandleAIK, cred, enc)
+	if err != nil {
+		t.Fatalf("ActivateCredential after the recovery: %v", err)
+	}
+	if !bytes.Equal(rsp.Secret, secret) {
+		t.Errorf("recovered %q; want %q", rsp.Secret, secret)
+	}
+}
+
 // createPersistentKey creates a primary key from template in the owner or
 // endorsement hierarchy and makes it persistent at h.
 func createPersistentKey(t *testing.T, tt *simtest.TPM, hierarchy tpm2.TPMHandle, h uint32, template tpm2.TPMTPublic, auth []byte) tpm2.TPMTPublic {
