@@ -158,6 +158,14 @@ func (c *conn) serveRequest(wait time.Duration) bool {
 	}
 	body := &countingBody{ReadCloser: req.Body}
 	req.Body = body
+	for name := range req.Header {
+		// RFC 9112 §5.1: a space before the colon makes a header that no
+		// one reads, such as a Content-Length that would go unseen.
+		if strings.ContainsAny(name, " \t") {
+			c.rejectRequest(fmt.Errorf("the header name %q has white space before its colon", name))
+			return false
+		}
+	}
 	if req.ProtoMajor != 1 {
 		c.writeError(http.StatusHTTPVersionNotSupported, fmt.Sprintf("%s is not supported; send HTTP/1.1", req.Proto))
 		return false

@@ -274,3 +274,14 @@ func TestHTTPConnectMethod(t *testing.T) {
 	}
 	checkOneLine(t, "CONNECT", string(text), `no operation at "host.example:443"`)
 }
+
+func TestHTTPSpaceBeforeHeaderColon(t *testing.T) {
+	a := startAgent(t)
+	body := getPubBody(t)
+	request := fmt.Sprintf("POST /tpm/getpub HTTP/1.1\r\nHost: h\r\nContent-Length : %d\r\n\r\n%s", len(body), body)
+	rsp, text, _ := exchangeRaw(t, a, request)
+	if rsp.StatusCode != http.StatusBadRequest || !rsp.Close {
+		t.Fatalf("Content-Length with a space before the colon: status %d (%s), close %v; want 400 and a close", rsp.StatusCode, text, rsp.Close)
+	}
+	checkOneLine(t, "space before the colon", string(text), `the header name "Content-Length " has white space before its colon`)
+}
