@@ -75,10 +75,50 @@ type conn struct {
 
 	mu      sync.Mutex
 	healthy bool
+	live    transport.TPMCloser // the open connection, for abort; guarded by mu
+	aborted chan struct{}       // closed by abort
 }
 
 func newConn(open Opener, timeout time.Duration, log *slog.Logger) *conn {
-	return &conn{open: open, timeout: timeout, log: log}
+	return &conn{open: open, timeout: timeout, log: log, aborted: make(chan struct{})}
+}
+
+// setLive records the open connection for abort.
+func (c *conn) setLive(t transport.TPMCloser) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.live = t
+}
+
+// errAborted is the error of a command that abort cut off.
+var errAborted = fmt.Errorf("%w: the agent is shutting down", ErrUnavailable)
+
+// abort cuts off the command in flight, if any, and makes every later one
+// fail, so that a shutdown need not wait for a TPM that does not respond.
+// Unlike the other methods, it may be called while another goroutine
+// sends a command.
+func (c *conn) abort() {
+	c.mu.Lock()
+	select {
+	case <-c.aborted:
+	default:
+		close(c.aborted)
+	}
+	t := c.live
+	c.mu.Unlock()
+	if t != nil {
+		t.Close()
+	}
+}
+
+// isAborted reports whether abort has been called.
+func (c *conn) isAborted() bool {
+	select {
+	case <-c.aborted:
+		return true
+	default:
+		return false
+	}
 }
 
 // commandCode reads the command code from a TPM command header: tag (2
@@ -124,10 +164,17 @@ func (c *conn) connect() error {
 			return r.err
 		}
 		c.tpm = r.tpm
+		c.setLive(r.tpm)
+		if c.isAborted() {
+			c.drop(errAborted)
+			return errAborted
+		}
 		c.setHealthy(true)
 		return nil
 	case <-timeout:
 		return fmt.Errorf("%w: connecting got no response within %s", ErrTimeout, c.timeout)
+	case <-c.aborted:
+		return errAborted
 	}
 }
 
@@ -147,6 +194,9 @@ func openAndFlush(open Opener) (transport.TPMCloser, error) {
 // in the response, as go-tpm expects; the error is for failures to reach
 // the TPM and wraps ErrUnavailable or ErrTimeout.
 func (c *conn) Send(cmd []byte) ([]byte, error) {
+	if c.isAborted() {
+		return nil, errAborted
+	}
 	if c.maxCommand > 0 && len(cmd) > c.maxCommand {
 		return nil, fmt.Errorf("%w: the command is %d bytes, and the TPM accepts at most %d", errCommandTooLarge, len(cmd), c.maxCommand)
 	}
@@ -183,7 +233,11 @@ func (c *conn) Send(cmd []byte) ([]byte, error) {
 		if c.timeout > 0 && time.Now().Add(delay).After(deadline) {
 			return nil, fmt.Errorf("%w: the TPM still asks for a retry after %s (%v)", ErrUnavailable, c.timeout, rc)
 		}
-		time.Sleep(delay)
+		select {
+		case <-time.After(delay):
+		case <-c.aborted:
+			return nil, errAborted
+		}
 		delay = min(2*delay, retryMaxDelay)
 	}
 }
@@ -217,6 +271,10 @@ func (c *conn) ensureConnected() error {
 func (c *conn) sendOnce(cmd []byte) ([]byte, error) {
 	if d, ok := c.tpm.(DeadlineSender); ok && c.timeout > 0 {
 		rsp, err := d.SendDeadline(cmd, time.Now().Add(c.timeout))
+		if err != nil && c.isAborted() {
+			c.drop(errAborted)
+			return nil, errAborted
+		}
 		if errors.Is(err, os.ErrDeadlineExceeded) {
 			err := fmt.Errorf("%w: no response within %s", ErrTimeout, c.timeout)
 			c.drop(err)
@@ -251,6 +309,9 @@ func (c *conn) sendOnce(cmd []byte) ([]byte, error) {
 	timer := time.NewTimer(c.timeout)
 	defer timer.Stop()
 	select {
+	case <-c.aborted:
+		c.drop(errAborted)
+		return nil, errAborted
 	case r := <-done:
 		if r.err != nil {
 			c.drop(r.err)
@@ -269,7 +330,10 @@ func (c *conn) drop(cause error) {
 	if c.tpm == nil {
 		return
 	}
-	c.log.Error("lost the connection to the TPM; requests fail with 503 or 504 until it is back", "err", cause)
+	if !c.isAborted() {
+		c.log.Error("lost the connection to the TPM; requests fail with 503 or 504 until it is back", "err", cause)
+	}
+	c.setLive(nil)
 	c.tpm.Close()
 	c.tpm = nil
 	c.downSince = time.Now()
@@ -292,6 +356,7 @@ func (c *conn) close() error {
 	if c.tpm == nil {
 		return nil
 	}
+	c.setLive(nil)
 	err := c.tpm.Close()
 	c.tpm = nil
 	return err

@@ -208,6 +208,25 @@ func (s *scheduler) work() {
 	}
 }
 
+// abort stops taking jobs and fails the queued ones with errClosed. The
+// running job, if any, goes on.
+func (s *scheduler) abort() {
+	s.mu.Lock()
+	s.closed = true
+	queues := s.queues
+	s.queues = make(map[string][]*job)
+	s.ring = nil
+	s.mu.Unlock()
+	for _, q := range queues {
+		for _, j := range q {
+			if j.state.CompareAndSwap(jobQueued, jobCancelled) {
+				j.done <- errClosed
+			}
+		}
+	}
+	s.signal()
+}
+
 // close stops taking jobs, lets the queued ones and the running one
 // finish, and waits for the worker to stop.
 func (s *scheduler) close() {

@@ -351,3 +351,22 @@ func TestSchedulerWatchesOnlyQueuedJobs(t *testing.T) {
 		t.Errorf("a job that ran at once was watched %d times; want 0", watched)
 	}
 }
+
+func TestSchedulerAbortFailsQueuedJobs(t *testing.T) {
+	s := newScheduler(nil)
+	release, started := blockWorker(s)
+	<-started
+
+	done := make(chan error)
+	go func() { done <- s.Do(context.Background(), "b", func(transport.TPM) error { return nil }) }()
+	waitForDepth(t, s, "b", 1)
+	s.abort()
+	if err := <-done; !errors.Is(err, ErrUnavailable) {
+		t.Errorf("queued Do after abort = %v; want ErrUnavailable", err)
+	}
+	if err := s.Do(context.Background(), "c", func(transport.TPM) error { return nil }); !errors.Is(err, ErrUnavailable) {
+		t.Errorf("Do after abort = %v; want ErrUnavailable", err)
+	}
+	release()
+	s.close()
+}

@@ -107,6 +107,15 @@ func (s *Service) Close() error {
 	return s.conn.close()
 }
 
+// Abort fails the queued operations, cuts off the TPM command in flight and
+// makes every later operation fail with ErrUnavailable, without waiting for
+// the TPM. It is for a shutdown whose grace period has run out; Close
+// still follows it. Abort may be called while operations run.
+func (s *Service) Abort() {
+	s.sched.abort()
+	s.conn.abort()
+}
+
 // SetOwnerReadNV replaces Config.OwnerReadNV, the NV indices that readnv
 // reads with owner authorisation, as a reload of the host's access policy
 // requires. An operation reads the list when its turn at the TPM comes.

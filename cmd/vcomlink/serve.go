@@ -406,6 +406,9 @@ func (a *agent) shutdown(grace time.Duration) {
 	defer cancel()
 	if err := a.srv.Shutdown(ctx); err != nil {
 		a.log.Warn("requests still in flight at the end of the grace period are cut off", "grace", grace, "err", err)
+		if a.svc != nil {
+			a.svc.Abort()
+		}
 		a.srv.Close()
 	}
 	if a.admin != nil {

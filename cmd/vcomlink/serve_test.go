@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/vcomlink/vcomlink/api/vcom"
+	"github.com/vcomlink/vcomlink/internal/swtpmtest"
 )
 
 // adminGet fetches path from the admin endpoints on the Unix socket.
@@ -259,5 +260,56 @@ func TestJSONLogDurations(t *testing.T) {
 	log.Info("shutting down", "grace", 1500*time.Millisecond)
 	if !strings.Contains(out.String(), `"grace":"1.5s"`) {
 		t.Errorf("JSON log %q does not write the duration as text", out.String())
+	}
+}
+
+// TestServeShutdownCutsOffHungTPM stops the agent while its TPM does not
+// respond and a request waits for it. The command timeout is longer than
+// stop waits, so only the cut-off at the end of the grace period lets the
+// agent exit in time.
+func TestServeShutdownCutsOffHungTPM(t *testing.T) {
+	sw := swtpmtest.Start(t)
+	adminSocket := filepath.Join(shortTempDir(t), "admin.sock")
+	p := startServe(t, "--tpm", "unix://"+sw.SocketPath, "--shutdown-grace", "1s", "--command-timeout", "5m", "--admin", "unix://"+adminSocket)
+	g := newGuest(p.socket)
+	g.must(t, vcom.PathGetPub, &vcom.TpmRequestGetPub{Index: vcom.HandleAIK}, &vcom.TpmResponseGetPub{})
+
+	if err := sw.Pause(); err != nil {
+		t.Fatal(err)
+	}
+	defer sw.Resume()
+	answered := make(chan int, 2)
+	for range 2 {
+		go func() {
+			status, _, _ := g.call(vcom.PathSign, &vcom.TpmRequestSign{Index: vcom.HandleECDHKey, Data: make([]byte, 32)}, &vcom.TpmResponseSign{})
+			answered <- status
+		}()
+	}
+	// One request waits for the TPM and the other in the queue.
+	deadline := time.Now().Add(time.Minute)
+	for {
+		_, metrics := adminGet(t, adminSocket, "/metrics")
+		if strings.Contains(metrics, `vcomlink_queue_depth{peer="vm:guest"} 1`) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no request queued behind the hung TPM within a minute:\n%s", metrics)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+
+	if code := p.stop(t); code != 0 {
+		t.Errorf("exit status %d after SIGTERM with a hung TPM; want 0\n%s", code, p.log)
+	}
+	if !strings.Contains(p.log.String(), "requests still in flight at the end of the grace period are cut off") {
+		t.Errorf("the log does not say that requests were cut off:\n%s", p.log)
+	}
+	if strings.Contains(p.log.String(), "lost the connection to the TPM") {
+		t.Errorf("the cut-off is logged as a lost TPM connection:\n%s", p.log)
+	}
+	for range 2 {
+		if status := <-answered; status == http.StatusOK {
+			t.Errorf("a request to the hung TPM got 200")
+		}
 	}
 }
