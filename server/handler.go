@@ -202,10 +202,13 @@ func (s *Server) logFailure(r *http.Request, ex exchange, status int, msg string
 	if hasHandle {
 		label += " " + tpm.FormatHandle(handle)
 	}
+	if status == http.StatusTooManyRequests {
+		// The connection limit and the rate limit both answer 429.
+		label += " (" + refusalReason(ex, status, err) + ")"
+	}
 	switch {
 	case status == http.StatusForbidden, status == http.StatusTooManyRequests:
-		key := fmt.Sprintf("%d %s %08x", status, ex.op, handle)
-		if s.refusals.record(ex.peer, key, label) {
+		if s.refusals.record(ex.peer, label, label) {
 			s.log.Log(r.Context(), slog.LevelWarn, "request refused", attrs...)
 		}
 	case status == http.StatusInternalServerError:

@@ -56,10 +56,6 @@ type conn struct {
 	bw     *bufio.Writer
 	idle   bool // waiting for a request; guarded by s.mu
 	closed bool // guarded by s.mu
-	// pause is how long the connection waits before it reads the next
-	// request: the Retry-After of a 429 for the peer's request rate, so
-	// that a peer that ignores it costs the agent little CPU.
-	pause time.Duration
 }
 
 // limitedReader reads from a connection, at most remaining bytes while
@@ -124,15 +120,14 @@ func (s *Server) serveConn(rwc net.Conn) {
 func (c *conn) serveRequest(wait time.Duration) bool {
 	s := c.s
 	s.setIdle(c, true)
-	if c.pause > 0 {
-		t := time.NewTimer(c.pause)
+	if pause := s.rates.paused(c.info.peer.ID(), time.Now()); pause > 0 {
+		t := time.NewTimer(pause)
 		select {
 		case <-t.C:
 		case <-s.stop:
 			t.Stop()
 			return false
 		}
-		c.pause = 0
 	}
 	c.rwc.SetReadDeadline(time.Now().Add(wait))
 	if _, err := c.br.Peek(1); err != nil {
@@ -364,16 +359,8 @@ func (w *responseWriter) finish(req *http.Request, body *countingBody) bool {
 	if linger {
 		c.linger()
 	}
-	if keep && w.status == http.StatusTooManyRequests {
-		if seconds, err := strconv.Atoi(w.header.Get("Retry-After")); err == nil {
-			c.pause = min(time.Duration(seconds)*time.Second, maxPause)
-		}
-	}
 	return keep
 }
-
-// maxPause bounds the pause of a connection after a 429.
-const maxPause = 2 * time.Second
 
 // writeResponse writes an HTTP/1.1 response with a Content-Length.
 func writeResponse(bw *bufio.Writer, status int, header http.Header, body []byte) error {

@@ -26,7 +26,7 @@ func (s *Server) admit(w http.ResponseWriter, r *http.Request, ex exchange) bool
 
 	wait, ok := s.rates.take(ex.peer, ex.start)
 	if !ok {
-		seconds := max(1, int(math.Ceil(wait.Seconds())))
+		seconds := int(retryAfter(wait) / time.Second)
 		w.Header().Set("Retry-After", strconv.Itoa(seconds))
 		s.fail(w, r, ex, http.StatusTooManyRequests,
 			fmt.Sprintf("%speer %s sent more than %g requests per second (at most %d at once); retry after %ds",
@@ -70,6 +70,9 @@ type rateLimiter struct {
 type bucket struct {
 	tokens float64
 	last   time.Time // when tokens was computed
+	// pausedUntil is the end of the Retry-After of the peer's last 429:
+	// until then the peer's connections read no request.
+	pausedUntil time.Time
 }
 
 func newRateLimiter(rate float64, burst int) *rateLimiter {
@@ -95,10 +98,39 @@ func (l *rateLimiter) take(peer string, now time.Time) (time.Duration, bool) {
 		b.last = now
 	}
 	if b.tokens < 1 {
-		return time.Duration((1 - b.tokens) / l.rate * float64(time.Second)), false
+		wait := time.Duration((1 - b.tokens) / l.rate * float64(time.Second))
+		b.pausedUntil = now.Add(min(retryAfter(wait), maxPause))
+		return wait, false
 	}
 	b.tokens--
 	return 0, true
+}
+
+// retryAfter rounds a wait up to the whole seconds of a Retry-After
+// header, at least one.
+func retryAfter(wait time.Duration) time.Duration {
+	return time.Duration(max(1, math.Ceil(wait.Seconds()))) * time.Second
+}
+
+// maxPause bounds the pause of a peer's connections after a 429 for its
+// request rate.
+const maxPause = 2 * time.Second
+
+// paused returns how long peer's connections must still wait before they
+// read their next request: the rest of the Retry-After of the peer's last
+// 429 for its rate, at most maxPause, or 0. A peer that ignores
+// Retry-After, on the same connection or on new ones, so costs the agent
+// no more than a response per connection for each pause.
+func (l *rateLimiter) paused(peer string, now time.Time) time.Duration {
+	if l.rate <= 0 {
+		return 0
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if b := l.buckets[peer]; b != nil && b.pausedUntil.After(now) {
+		return b.pausedUntil.Sub(now)
+	}
+	return 0
 }
 
 // forgetIdle drops the buckets that have refilled by now, which hold no

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -304,16 +305,15 @@ func TestRequestRateLimit(t *testing.T) {
 	}
 }
 
-// TestRateLimitPausesConnection checks that a connection waits for the
-// Retry-After of a 429 before the agent reads its next request, so that a
-// peer that ignores Retry-After cannot make the agent answer 429s as fast
-// as it can send.
-func TestRateLimitPausesConnection(t *testing.T) {
+// TestRateLimitPausesPeer checks that after a 429 for its rate, the peer's
+// connections, old and new, wait for the Retry-After before the agent
+// reads their next request, so that a peer that ignores Retry-After cannot
+// make the agent answer 429s as fast as it can send or reconnect.
+func TestRateLimitPausesPeer(t *testing.T) {
 	a := startAgentWith(t, func(c *Config) {
 		c.RequestRate = 0.1
 		c.RequestBurst = 1
 	})
-	well := a.as(t, "well")
 	request := rawRequest(vcom.PathGetPub, mustMarshal(t, &vcom.TpmRequestGetPub{Index: vcom.HandleAIK}))
 	c := a.dial(t)
 	br := bufio.NewReader(c)
@@ -324,26 +324,35 @@ func TestRateLimitPausesConnection(t *testing.T) {
 		t.Fatalf("first request: status %d (%s)", rsp.StatusCode, text)
 	}
 
-	if _, err := c.Write(request); err != nil {
-		t.Fatal(err)
-	}
-	rsp, _ := readResponse(t, c, br)
-	if rsp.StatusCode != http.StatusTooManyRequests || rsp.Close {
-		t.Fatalf("second request: status %d, close %v; want 429 on an open connection", rsp.StatusCode, rsp.Close)
-	}
-	seconds, _ := strconv.Atoi(rsp.Header.Get("Retry-After"))
-	pause := min(time.Duration(seconds)*time.Second, maxPause)
+	for i, conn := range []string{"the same connection", "a new connection"} {
+		// Each well-behaved peer sends one request, within its burst.
+		well := a.as(t, fmt.Sprintf("well%d", i))
+		if _, err := c.Write(request); err != nil {
+			t.Fatal(err)
+		}
+		rsp, _ := readResponse(t, c, br)
+		if rsp.StatusCode != http.StatusTooManyRequests || rsp.Close {
+			t.Fatalf("request over the rate: status %d, close %v; want 429 on an open connection", rsp.StatusCode, rsp.Close)
+		}
+		seconds, _ := strconv.Atoi(rsp.Header.Get("Retry-After"))
+		pause := min(time.Duration(seconds)*time.Second, maxPause)
 
-	sent := time.Now()
-	if _, err := c.Write(request); err != nil {
-		t.Fatal(err)
-	}
-	well.mustServe(t, "while vm:guest's connection pauses")
-	if rsp, text := readResponse(t, c, br); rsp.StatusCode != http.StatusTooManyRequests {
-		t.Fatalf("third request: status %d (%s); want 429", rsp.StatusCode, text)
-	}
-	if waited := time.Since(sent); waited < pause {
-		t.Errorf("the third request was answered %s after it was sent; want at least the pause of %s", waited, pause)
+		next, nextReader := c, br
+		if conn == "a new connection" {
+			next = a.dial(t)
+			nextReader = bufio.NewReader(next)
+		}
+		sent := time.Now()
+		if _, err := next.Write(request); err != nil {
+			t.Fatal(err)
+		}
+		well.mustServe(t, "while vm:guest pauses")
+		if rsp, text := readResponse(t, next, nextReader); rsp.StatusCode != http.StatusTooManyRequests {
+			t.Fatalf("%s: status %d (%s); want 429", conn, rsp.StatusCode, text)
+		}
+		if waited := time.Since(sent); waited < pause {
+			t.Errorf("%s: the request was answered %s after it was sent; want at least the pause of %s", conn, waited, pause)
+		}
 	}
 }
 

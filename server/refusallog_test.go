@@ -78,3 +78,24 @@ func TestTPMErrorsLoggedAfterRefusals(t *testing.T) {
 		t.Errorf("log has %d lines about the TPM error after the peer's refusals; want 1:\n%s", len(lines), a.log)
 	}
 }
+
+func TestRefusalLogTellsLimitsApart(t *testing.T) {
+	a := startAgentWith(t, func(c *Config) {
+		c.RequestRate = 0.01
+		c.RequestBurst = 1
+		c.MaxConnsPerPeer = 1
+		c.RefusalLogInterval = time.Hour
+	})
+	a.mustServe(t, "within the burst")
+	extra := a.dial(t)
+	extra.Write(rawRequest(vcom.PathGetPub, mustMarshal(t, &vcom.TpmRequestGetPub{Index: vcom.HandleAIK})))
+	waitFor(t, "the second connection's 429", func() bool {
+		return len(a.log.lines("request refused", "status=429")) >= 1
+	})
+	r := a.post(t, vcom.PathGetPub, &vcom.TpmRequestGetPub{Index: vcom.HandleAIK})
+	checkError(t, "over the rate", r, http.StatusTooManyRequests, "requests per second")
+
+	if lines := a.log.lines("request refused", "peer=vm:guest", "status=429"); len(lines) != 2 {
+		t.Errorf("log has %d lines for a connection-limit 429 and a rate 429; want one each:\n%s", len(lines), a.log)
+	}
+}
