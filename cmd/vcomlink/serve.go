@@ -287,8 +287,9 @@ func serve(f *serveFlags, settings *serveSettings, log *slog.Logger) error {
 	}
 	log.Info("vcomlink serving", "listen", strings.Join(f.listen.values, " "), "socket_group", f.socketGroup, "admin", f.admin, "policy", policyName(f.policyFile))
 	warnLifted(log, settings.access, f.policyFile)
+	warnVMMismatches(log, settings.access, f.listen.values)
 
-	reloader := &policyReloader{path: f.policyFile, store: a.store, svc: a.svc, log: log}
+	reloader := &policyReloader{path: f.policyFile, listens: f.listen.values, store: a.store, svc: a.svc, log: log}
 	for {
 		select {
 		case <-hangups:

@@ -2,10 +2,12 @@ package main
 
 import (
 	"log/slog"
+	"sort"
 	"strings"
 
 	"github.com/vcomlink/vcomlink/policy"
 	"github.com/vcomlink/vcomlink/tpm"
+	"github.com/vcomlink/vcomlink/transport"
 )
 
 // loadPolicy reads the access policy file at path, or returns the built-in
@@ -39,6 +41,58 @@ func liftedHandles(c policy.Checker) string {
 	return strings.Join(names, " ")
 }
 
+// vmMismatches compares the VM names of the Unix listeners with the vm:
+// entries of the policy c. unnamed lists the listeners' VMs that the policy
+// has no entry for, which get its default entry, and unmatched the policy's
+// vm: entries that no listener serves. Either is often a misspelt name. A
+// built-in policy, or a file without vm: entries, has nothing to compare.
+func vmMismatches(c policy.Checker, listens []string) (unnamed, unmatched []string) {
+	f, ok := c.(*policy.File)
+	if !ok {
+		return nil, nil
+	}
+	entries := make(map[string]bool)
+	for peer := range f.Peers {
+		if strings.HasPrefix(peer, "vm:") {
+			entries[peer] = true
+		}
+	}
+	if len(entries) == 0 {
+		return nil, nil
+	}
+	served := make(map[string]bool)
+	for _, l := range listens {
+		a, err := transport.ParseAddress(l)
+		if err != nil || a.VM == "" {
+			continue
+		}
+		peer := "vm:" + a.VM
+		served[peer] = true
+		if !entries[peer] {
+			unnamed = append(unnamed, peer)
+		}
+	}
+	for peer := range entries {
+		if !served[peer] {
+			unmatched = append(unmatched, peer)
+		}
+	}
+	sort.Strings(unnamed)
+	sort.Strings(unmatched)
+	return unnamed, unmatched
+}
+
+// warnVMMismatches logs what vmMismatches finds.
+func warnVMMismatches(log *slog.Logger, c policy.Checker, listens []string) {
+	unnamed, unmatched := vmMismatches(c, listens)
+	if len(unnamed) > 0 {
+		log.Warn("the access policy has no entry for these listeners' VMs, so its default entry applies to them; check the spelling of the names", "vms", strings.Join(unnamed, " "))
+	}
+	if len(unmatched) > 0 {
+		log.Warn("the access policy has entries for VMs that no listener serves; check the spelling of the names", "vms", strings.Join(unmatched, " "))
+	}
+}
+
 // ownerReadNV returns the NV indices that the policy c lets readnv read
 // with owner authorisation.
 func ownerReadNV(c policy.Checker) map[uint32]bool {
@@ -50,10 +104,11 @@ func ownerReadNV(c policy.Checker) map[uint32]bool {
 
 // policyReloader puts a policy file in force again on SIGHUP.
 type policyReloader struct {
-	path  string // empty when the built-in policy is in force
-	store *policy.Store
-	svc   *tpm.Service
-	log   *slog.Logger
+	path    string   // empty when the built-in policy is in force
+	listens []string // the --listen values, to compare VM names with
+	store   *policy.Store
+	svc     *tpm.Service
+	log     *slog.Logger
 }
 
 // reload reads the policy file and puts it in force. A file with a mistake
@@ -85,4 +140,5 @@ func (r *policyReloader) reload() {
 	r.svc.SetOwnerReadNV(next)
 	r.log.Info("access policy reloaded", "file", r.path, "policy", f.Summary())
 	warnLifted(r.log, f, r.path)
+	warnVMMismatches(r.log, f, r.listens)
 }

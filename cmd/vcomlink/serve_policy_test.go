@@ -8,6 +8,7 @@ import (
 	"net/http/httptrace"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -16,6 +17,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/vcomlink/vcomlink/api/vcom"
+	"github.com/vcomlink/vcomlink/policy"
 )
 
 func writePolicy(t *testing.T, path, text string) {
@@ -229,5 +231,43 @@ func TestServeLimitFlagsApply(t *testing.T) {
 	status, msg := g.call(t, vcom.PathGetPub, getPub)
 	if status != http.StatusTooManyRequests || !strings.Contains(msg, "more than 0.1 requests per second") {
 		t.Fatalf("request over --rate: status %d (%s); want 429", status, msg)
+	}
+}
+
+func TestVMMismatches(t *testing.T) {
+	example, err := policy.LoadFile("../../examples/policy.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	listens := []string{"unix:///run/vcomlink/wbe.sock?vm=wbe", "unix:///run/vcomlink/sandbox.sock?vm=sandbox", "unix:///run/vcomlink/x.sock", "vsock://:2000"}
+	unnamed, unmatched := vmMismatches(example, listens)
+	if !slices.Equal(unnamed, []string{"vm:wbe"}) {
+		t.Errorf("unnamed = %q; want the misspelt vm:wbe", unnamed)
+	}
+	if !slices.Contains(unmatched, "vm:web") || slices.Contains(unmatched, "vm:sandbox") {
+		t.Errorf("unmatched = %q; want vm:web, which no listener serves, and not vm:sandbox", unmatched)
+	}
+
+	if unnamed, unmatched := vmMismatches(policy.NewDefault(), listens); unnamed != nil || unmatched != nil {
+		t.Errorf("the built-in policy: %q, %q; want nothing to compare", unnamed, unmatched)
+	}
+	noVMs, err := policy.Parse([]byte("default: []\npeers:\n  \"cid:5\": []\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if unnamed, unmatched := vmMismatches(noVMs, listens); unnamed != nil || unmatched != nil {
+		t.Errorf("a policy without vm: entries: %q, %q; want nothing to compare", unnamed, unmatched)
+	}
+}
+
+func TestServeWarnsOfMisspeltVM(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "policy.yaml")
+	writePolicy(t, path, "default: []\npeers:\n  \"vm:gust\": []\n")
+	p := startServe(t, "--tpm", "simulator", "--policy", path)
+	waitForLog(t, p, "vcomlink serving", 1)
+	waitForLog(t, p, `msg="the access policy has no entry for these listeners' VMs, so its default entry applies to them; check the spelling of the names" vms=vm:guest`, 1)
+	waitForLog(t, p, `msg="the access policy has entries for VMs that no listener serves; check the spelling of the names" vms=vm:gust`, 1)
+	if code := p.stop(t); code != 0 {
+		t.Fatalf("exit status %d after SIGTERM; want 0\n%s", code, p.log)
 	}
 }
