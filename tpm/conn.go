@@ -64,7 +64,7 @@ type conn struct {
 	// behind a stream socket, such as swtpm, could read as two commands.
 	maxCommand int
 
-	// outOfMemory records that the TPM answered a command with
+	// outOfMemory records that the TPM responded to a command with
 	// TPM_RC_OBJECT_MEMORY or TPM_RC_SESSION_MEMORY since the service last
 	// cleared it.
 	outOfMemory bool

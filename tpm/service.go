@@ -202,7 +202,7 @@ func (s *Service) run(ctx context.Context, peer, op string, h uint32, fn func(t 
 }
 
 // recoverMemory flushes every transient object and session that the
-// agent's connection has loaded, after the TPM answered that it has no
+// agent's connection has loaded, after the TPM reported that it has no
 // room for another. Every operation flushes what it loads, so anything
 // still loaded between operations is a leak, and without this it would
 // keep every VM from the operations that need a session or an object.
