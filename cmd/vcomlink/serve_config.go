@@ -5,7 +5,6 @@ import (
 	"flag"
 	"fmt"
 	"os"
-	"time"
 
 	"gopkg.in/yaml.v3"
 )
@@ -65,7 +64,7 @@ func applyConfigFile(fs *flag.FlagSet, path string, set map[string]bool) error {
 		}
 		for _, v := range values {
 			if err := fl.Value.Set(v); err != nil {
-				return fmt.Errorf("%s:%d: invalid %s %q: %v", path, value.Line, name, v, explainValueError(fl, err))
+				return fmt.Errorf("%s:%d: invalid %s %q: %v", path, value.Line, name, v, explainValueError(fl, v, err))
 			}
 		}
 	}
@@ -95,22 +94,4 @@ func configValues(fl *flag.Flag, node *yaml.Node) ([]string, error) {
 		return values, nil
 	}
 	return nil, errors.New("must be a value or a list of values")
-}
-
-// explainValueError rewords package flag's bare "parse error" for the flag
-// types whose syntax a config file writer may not know.
-func explainValueError(fl *flag.Flag, err error) error {
-	getter, ok := fl.Value.(flag.Getter)
-	if !ok {
-		return err
-	}
-	switch getter.Get().(type) {
-	case time.Duration:
-		return errors.New("a duration needs a unit, such as 10s or 1m")
-	case int:
-		return errors.New("it must be a whole number")
-	case float64:
-		return errors.New("it must be a number, such as 100 or 0.5")
-	}
-	return err
 }
