@@ -21,6 +21,11 @@ import (
 	"github.com/vcomlink/vcomlink/tpm/backend"
 )
 
+// maxSignDataSize is the maximum --data-size. A sign request spends at most
+// 10 bytes on its index and the data's tag and length, so 16 bytes of the
+// body limit are kept for them.
+const maxSignDataSize = vcom.MaxBodySize - 16
+
 // benchFlags are the settings of vcomlink bench.
 type benchFlags struct {
 	connect      string
@@ -71,21 +76,21 @@ func newBenchCLI() (*cli, *benchFlags) {
 	fs := c.fs
 	fs.StringVar(&f.connect, "connect", "", "`ADDRESS` of the agent to measure, required: unix:///PATH, tcp://127.0.0.1:PORT or vsock://CID:PORT")
 	fs.Var(&f.ops, "op", "operations to measure, as a comma-separated `LIST` or repeated: getpub, sign, readnv, activatecredparams, activatecred, certifykey")
-	fs.Var(&f.concurrency, "concurrency", "numbers of concurrent guests to measure, as a comma-separated `LIST`; each guest is a client with its own keep-alive connection")
-	fs.DurationVar(&f.duration, "duration", 10*time.Second, "how long to measure each operation at each concurrency, and each operation on the raw TPM (half before the agent, half after), as a `DURATION` such as 10s")
+	fs.Var(&f.concurrency, "concurrency", "numbers of concurrent guests to measure, each at least 1, as a comma-separated `LIST`; each guest is a client with its own keep-alive connection")
+	fs.DurationVar(&f.duration, "duration", 10*time.Second, "how long to measure each operation at each concurrency, and each operation on the raw TPM (half before the agent, half after), as a `DURATION` above 0, such as 10s")
 	fs.Var(f.handles, "handle", "`HANDLE` for every operation, or OP=HANDLE for one operation; repeat for several. Without it readnv reads the EK certificate 0x01c00002, certifykey certifies the ECDH key 0x81000005, and the other operations use the AIK 0x81000003")
-	fs.IntVar(&f.dataSize, "data-size", 32, "size of the data that sign sends, in `BYTES`")
-	fs.DurationVar(&f.callTimeout, "call-timeout", client.DefaultTimeout, "longest time one call may take before it counts as failed, as a `DURATION`")
+	fs.IntVar(&f.dataSize, "data-size", 32, fmt.Sprintf("size of the data that sign sends, in `BYTES`, from 0 to %d", maxSignDataSize))
+	fs.DurationVar(&f.callTimeout, "call-timeout", client.DefaultTimeout, "longest time one call may take before it counts as failed, as a `DURATION` above 0")
 	fs.StringVar(&f.client, "client", string(load.WireClient), "`CLIENT` of each guest: wire or go. wire sends prepared HTTP/1.1 requests and checks the status and that the body decodes; go is the Go client package, which also parses every TPM structure and costs more CPU in the guest")
 	fs.StringVar(&f.raw, "raw", "", "`TPM` to measure directly first, as a --tpm value of serve (a device path, unix:///PATH or simulator), so that each agent figure is also a ratio of the raw rate; it must be a TPM that no agent holds; off when empty")
-	fs.DurationVar(&f.rawTimeout, "raw-timeout", 10*time.Second, "longest wait for a --raw device or socket to respond to its first command, as a `DURATION`")
+	fs.DurationVar(&f.rawTimeout, "raw-timeout", 10*time.Second, "longest wait for a --raw device or socket to respond to its first command, as a `DURATION` above 0")
 	fs.Var(&f.ek, "ek-handle", "persistent `HANDLE` of the endorsement key that the raw activatecred sequence uses")
 	fs.Var(&f.aik, "aik-handle", "persistent `HANDLE` of the attestation key that the raw certifykey sequence signs with")
 	fs.BoolVar(&f.trivial, "trivial", false, "also measure the transport floor: a trivial HTTP server on the same kind of socket that returns the agent's responses without any work, started by bench as a child process")
 	fs.StringVar(&f.format, "format", "table", "output `FORMAT`: table or json")
 	fs.IntVar(&f.idle, "idle", 0, "instead of a load, open this `NUMBER` of idle keep-alive guest connections and report the agent's added resident memory; 0 for a load")
 	fs.IntVar(&f.agentPID, "agent-pid", 0, "process `ID` of the agent whose memory --idle reads; 0 for the process behind the --connect Unix socket")
-	fs.DurationVar(&f.settle, "settle", 2*time.Second, "with --idle, how long to wait after the connections are open before the memory is read, as a `DURATION`")
+	fs.DurationVar(&f.settle, "settle", 2*time.Second, "with --idle, how long to wait after the connections are open before the memory is read, as a `DURATION`; 0 reads it at once")
 	fs.StringVar(&f.serveTrivial, "serve-trivial", "", "run the trivial server of --trivial on this `ADDRESS`, unix:///PATH or tcp://127.0.0.1:PORT, instead of measuring; it reads its responses as JSON from standard input and stops when standard input ends. bench --trivial starts it itself; off when empty")
 	return c, f
 }
@@ -135,18 +140,21 @@ func (f *benchFlags) check() error {
 		return fmt.Errorf("invalid --connect: %w", err)
 	}
 
-	if f.duration <= 0 {
-		return fmt.Errorf("invalid --duration %s: it must be positive", f.duration)
+	for _, d := range []struct {
+		name  string
+		value time.Duration
+	}{{"--duration", f.duration}, {"--call-timeout", f.callTimeout}, {"--raw-timeout", f.rawTimeout}} {
+		if err := checkPositive(d.name, d.value); err != nil {
+			return err
+		}
 	}
 	for _, n := range f.concurrency.values {
 		if n < 1 {
 			return fmt.Errorf("invalid --concurrency %d: each number of guests must be at least 1", n)
 		}
 	}
-	// A sign request spends at most 10 bytes on its index and the data's
-	// tag and length, so 16 bytes of the body limit are kept for them.
-	if f.dataSize < 0 || f.dataSize > vcom.MaxBodySize-16 {
-		return fmt.Errorf("invalid --data-size %d: use 0 to %d bytes", f.dataSize, vcom.MaxBodySize-16)
+	if f.dataSize < 0 || f.dataSize > maxSignDataSize {
+		return fmt.Errorf("invalid --data-size %d: use 0 to %d bytes", f.dataSize, maxSignDataSize)
 	}
 	if _, err := load.ParseClientKind(f.client); err != nil {
 		return fmt.Errorf("invalid --client: %w", err)
@@ -154,6 +162,12 @@ func (f *benchFlags) check() error {
 
 	if f.idle < 0 {
 		return fmt.Errorf("invalid --idle %d: it must not be negative", f.idle)
+	}
+	if f.agentPID < 0 {
+		return fmt.Errorf("invalid --agent-pid %d: it must be a process ID, or 0 for the process behind the --connect Unix socket", f.agentPID)
+	}
+	if f.settle < 0 {
+		return fmt.Errorf("invalid --settle %s: it must be 0 (read the memory at once) or more", f.settle)
 	}
 	if f.raw != "" {
 		if _, err := backend.ParseSpec(f.raw); err != nil {

@@ -2,9 +2,11 @@ package main
 
 import (
 	"bytes"
+	"flag"
 	"io"
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestFlagValueExplained checks that a command-line value that does not
@@ -64,5 +66,93 @@ func TestConfigValueExplained(t *testing.T) {
 	}
 	if !strings.Contains(fromFlag.String(), want) {
 		t.Errorf("command-line error %q does not contain %q", fromFlag.String(), want)
+	}
+}
+
+// TestNumericFlagsStateRange checks that the help of every duration and
+// number flag of serve and bench states the values it takes: what 0 means
+// where 0 is allowed, or the least value where it is not.
+func TestNumericFlagsStateRange(t *testing.T) {
+	serve, _ := newServeCLI()
+	bench, _ := newBenchCLI()
+	ranges := []string{"above 0", "at least 1", "0 for ", "0 cuts ", "0 reads ", "from 0 to "}
+	for _, c := range []*cli{serve, bench} {
+		c.fs.VisitAll(func(fl *flag.Flag) {
+			getter, ok := fl.Value.(flag.Getter)
+			if !ok {
+				return
+			}
+			switch getter.Get().(type) {
+			case time.Duration, int, float64:
+			default:
+				return
+			}
+			stated := false
+			for _, r := range ranges {
+				stated = stated || strings.Contains(fl.Usage, r)
+			}
+			if !stated {
+				t.Errorf("%s --%s: help %q does not state the values it takes", c.name, fl.Name, fl.Usage)
+			}
+		})
+	}
+}
+
+// TestServeRejectsOutOfRange checks that serve rejects a duration or
+// number out of its flag's range with a usage error that names the flag,
+// and accepts 0 where the help states what it means.
+func TestServeRejectsOutOfRange(t *testing.T) {
+	for _, args := range [][]string{
+		{"--command-timeout", "0s"},
+		{"--command-timeout", "-5s"},
+		{"--shutdown-grace", "-5s"},
+		{"--rate", "NaN"},
+		{"--rate", "Inf"},
+	} {
+		var stderr bytes.Buffer
+		code := run(append([]string{"serve", "--check", "--listen", "unix:///run/vcomlink/v.sock"}, args...), io.Discard, &stderr)
+		if code != exitUsage {
+			t.Errorf("%q: exit status %d; want %d", args, code, exitUsage)
+		}
+		if want := "invalid " + args[0] + " "; !strings.Contains(stderr.String(), want) {
+			t.Errorf("%q: error %q does not contain %q", args, stderr.String(), want)
+		}
+	}
+
+	for _, args := range [][]string{
+		{"--shutdown-grace", "0s"},
+		{"--rate", "0"},
+		{"--max-conns", "0"},
+		{"--max-conns-per-peer", "0"},
+	} {
+		var stderr bytes.Buffer
+		code := run(append([]string{"serve", "--check", "--listen", "unix:///run/vcomlink/v.sock"}, args...), io.Discard, &stderr)
+		if code != exitOK {
+			t.Errorf("%q: exit status %d; want %d\n%s", args, code, exitOK, stderr.String())
+		}
+	}
+}
+
+// TestBenchRejectsOutOfRange checks bench's duration and number flags
+// that must be above 0, or must not be negative.
+func TestBenchRejectsOutOfRange(t *testing.T) {
+	for _, args := range [][]string{
+		{"--duration", "0s"},
+		{"--call-timeout", "0s"},
+		{"--call-timeout", "-1s"},
+		{"--raw-timeout", "0s"},
+		{"--settle", "-1s"},
+		{"--agent-pid", "-1"},
+		{"--idle", "-1"},
+		{"--data-size", "-1"},
+	} {
+		var stderr bytes.Buffer
+		code := run(append([]string{"bench", "--connect", "unix:///nonexistent/v.sock"}, args...), io.Discard, &stderr)
+		if code != exitUsage {
+			t.Errorf("%q: exit status %d; want %d", args, code, exitUsage)
+		}
+		if want := "invalid " + args[0] + " "; !strings.Contains(stderr.String(), want) {
+			t.Errorf("%q: error %q does not contain %q", args, stderr.String(), want)
+		}
 	}
 }

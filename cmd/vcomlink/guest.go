@@ -33,6 +33,9 @@ func addGuestFlags(c *cli, formatHelp string, formats ...string) *guestFlags {
 
 // dial returns a client of the agent at --connect. It does not connect yet.
 func (g *guestFlags) dial() (*client.Client, error) {
+	if g.timeout < 0 {
+		return nil, usagef("invalid --timeout %s: it must be 0 (no limit) or more", time.Duration(g.timeout))
+	}
 	c, err := client.New(g.connect, client.WithTimeout(time.Duration(g.timeout)))
 	if errors.Is(err, client.ErrInvalidAddress) {
 		return nil, usagef("--connect: %v", err)

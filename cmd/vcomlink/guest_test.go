@@ -388,6 +388,8 @@ func TestGuestExitStatuses(t *testing.T) {
 			`invalid value "soon" for flag --timeout: write a duration as a number and a unit, such as 30s`},
 		{"timeout without unit", []string{"getpub", "1", "--timeout", "5", "--connect", c}, exitUsage,
 			`invalid value "5" for flag --timeout: a duration needs a unit, such as 10s or 1m`},
+		{"negative timeout", []string{"getpub", "1", "--timeout", "-5s", "--connect", c}, exitUsage,
+			"invalid --timeout -5s: it must be 0 (no limit) or more"},
 		{"sign without --in", []string{"sign", "0x81000003", "--connect", c}, exitUsage, "missing --in FILE"},
 		{"sign missing file", []string{"sign", "0x81000003", "--in", dir + "/none", "--connect", c}, exitUsage, "no such file or directory"},
 		{"sign data too large", []string{"sign", "0x81000003", "--in", tooLarge, "--connect", c}, exitUsage, "over the agent's limit of 65536"},

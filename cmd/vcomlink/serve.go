@@ -83,8 +83,8 @@ func newServeCLI() (*cli, *serveFlags) {
 	fs.Var(&f.aik, "aik-handle", "persistent `HANDLE` of the attestation key, the restricted signing key that signs certifications")
 	fs.Var(f.auth, "auth", "auth value of a handle, as `HANDLE=FILE`: the file holds the value, with one trailing newline dropped; HANDLE may also be owner or endorsement; repeat for several")
 	fs.StringVar(&f.admin, "admin", "", "`ADDRESS` of the admin endpoints /metrics, /healthz and /readyz: unix:///PATH or tcp://127.0.0.1:PORT, never vsock; off when empty")
-	fs.DurationVar(&f.commandTimeout, "command-timeout", 30*time.Second, "longest wait for one TPM command, as a `DURATION` such as 30s; a request whose command takes longer fails with 504")
-	fs.DurationVar(&f.shutdownGrace, "shutdown-grace", 10*time.Second, "on SIGTERM or SIGINT, how long requests in flight may take to finish, as a `DURATION`")
+	fs.DurationVar(&f.commandTimeout, "command-timeout", 30*time.Second, "longest wait for one TPM command, as a `DURATION` above 0, such as 30s; a request whose command takes longer fails with 504, and the agent reconnects to the TPM. There is no value for no limit, because the agent would then wait for a hung TPM forever")
+	fs.DurationVar(&f.shutdownGrace, "shutdown-grace", 10*time.Second, "on SIGTERM or SIGINT, how long requests in flight may take to finish, as a `DURATION`; 0 cuts them off at once")
 	fs.Var(f.logLevel, "log-level", "least severe `LEVEL` to log: debug, info, warn or error")
 	fs.Var(f.logFormat, "log-format", "log `FORMAT`: text or json (one JSON object a line, durations as strings such as \"1.5ms\")")
 	fs.StringVar(&f.policyFile, "policy", "", "access policy `FILE` (YAML, see docs/policy.md) that grants each peer operations on handles; without it the built-in policy applies")
@@ -174,6 +174,12 @@ func parseServe(c *cli, f *serveFlags, args []string) (*serveSettings, error) {
 		if l := listenerOn(f.listen.values, network, address); l != "" {
 			return nil, fmt.Errorf("--admin %q and --listen %q name the same socket; give the admin endpoints a socket of their own", f.admin, l)
 		}
+	}
+	if err := checkPositive("--command-timeout", f.commandTimeout); err != nil {
+		return nil, err
+	}
+	if f.shutdownGrace < 0 {
+		return nil, fmt.Errorf("invalid --shutdown-grace %s: it must be 0 (cut off requests in flight at once) or more", f.shutdownGrace)
 	}
 	if err := f.limits.check(); err != nil {
 		return nil, err
