@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"os/signal"
 	"strconv"
@@ -83,7 +84,7 @@ func newBenchCLI() (*cli, *benchFlags) {
 	fs.DurationVar(&f.callTimeout, "call-timeout", client.DefaultTimeout, "longest time one call may take before it counts as failed, as a `DURATION` above 0")
 	fs.StringVar(&f.client, "client", string(load.WireClient), "`CLIENT` of each guest: wire or go. wire sends prepared HTTP/1.1 requests and checks the status and that the body decodes; go is the Go client package, which also parses every TPM structure and costs more CPU in the guest")
 	fs.StringVar(&f.raw, "raw", "", "`TPM` to measure directly first, as a --tpm value of serve (a device path, unix:///PATH or simulator), so that each agent figure is also a ratio of the raw rate; it must be a TPM that no agent holds; off when empty")
-	fs.DurationVar(&f.rawTimeout, "raw-timeout", 10*time.Second, "longest wait for a --raw device or socket to respond to its first command, as a `DURATION` above 0")
+	fs.DurationVar(&f.rawTimeout, "raw-timeout", 10*time.Second, "longest wait for a --raw TPM socket to accept the connection and respond to its first command, or for a --raw device to open, as a `DURATION` above 0")
 	fs.Var(&f.ek, "ek-handle", "persistent `HANDLE` of the endorsement key that the raw activatecred sequence uses")
 	fs.Var(&f.aik, "aik-handle", "persistent `HANDLE` of the attestation key that the raw certifykey sequence signs with")
 	fs.BoolVar(&f.trivial, "trivial", false, "also measure the transport floor: a trivial HTTP server on the same kind of socket that returns the agent's responses without any work, started by bench as a child process")
@@ -291,22 +292,31 @@ func (r *rawTPM) results() []load.Result {
 }
 
 // openRaw opens the --raw TPM. A swtpm that another process holds accepts
-// the connection but sends no response, so the first command to a device
-// or socket has a time limit. The simulator has none: it runs in this
-// process, and provisioning it can take longer than the limit on a busy
-// machine, while a simulator left provisioning would block the next one.
+// the connection but sends no response, so the first command to a socket,
+// and opening a device, have the time limit --raw-timeout. The simulator
+// has none: it runs in this process, and provisioning it can take longer
+// than the limit on a busy machine, while a simulator left provisioning
+// would block the next one.
 func openRaw(f *benchFlags) (transport.TPMCloser, error) {
 	spec, err := backend.ParseSpec(f.raw)
 	if err != nil {
 		return nil, err
 	}
-	if spec.Kind == backend.Simulator {
+	switch spec.Kind {
+	case backend.Simulator:
 		b, err := backend.Open(spec)
 		if err != nil {
 			return nil, fmt.Errorf("open the raw TPM: %w", err)
 		}
 		return b.Open()
+	case backend.Socket:
+		t, err := backend.OpenSocket(spec.Path, f.rawTimeout)
+		if err != nil {
+			return nil, fmt.Errorf("open the raw TPM %s: %w%s", spec, err, rawSocketHint(err, spec.Path))
+		}
+		return t, nil
 	}
+
 	type opened struct {
 		t   transport.TPMCloser
 		err error
@@ -329,8 +339,22 @@ func openRaw(f *benchFlags) (transport.TPMCloser, error) {
 		return o.t, nil
 	case <-time.After(f.rawTimeout):
 		// NOTE: the goroutine stays blocked on the TPM until bench exits.
-		return nil, fmt.Errorf("the raw TPM %s did not answer within %s; swtpm serves one connection at a time, so --raw needs a TPM that no agent holds, such as a second swtpm on a copy of the state", spec, f.rawTimeout)
+		return nil, fmt.Errorf("the raw TPM %s did not open within %s", spec, f.rawTimeout)
 	}
+}
+
+// rawSocketHint returns what to check after a failure to connect to a TPM
+// socket, or "". A Unix socket rejects a connection with EAGAIN when its
+// queue of pending connections is full, as swtpm's fills while it serves
+// another process.
+func rawSocketHint(err error, path string) string {
+	switch {
+	case errors.Is(err, syscall.EAGAIN):
+		return "; swtpm's queue of pending connections is full, because it serves one connection at a time and another process, such as an agent, holds it. --raw needs a TPM that no agent holds, such as a second swtpm on a copy of the state"
+	case errors.Is(err, fs.ErrNotExist), errors.Is(err, syscall.ECONNREFUSED):
+		return fmt.Sprintf("; is swtpm running with --server type=unixio,path=%s?", path)
+	}
+	return ""
 }
 
 // prepareRequests prepares each operation's request with one client, and
