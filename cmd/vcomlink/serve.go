@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net/http"
 	"os"
@@ -131,31 +132,34 @@ type serveSettings struct {
 }
 
 // parseServe parses the command line and the --config file, and checks
-// every value that can be checked before the TPM is opened.
+// every value that can be checked before the TPM is opened. A mistake in a
+// value that the --config file set names the file and line.
 func parseServe(c *cli, f *serveFlags, args []string) (*serveSettings, error) {
 	if _, err := c.parse(args); err != nil {
 		return nil, err
 	}
+	var config *configLines
 	if f.config != "" {
 		set := make(map[string]bool)
 		c.fs.Visit(func(fl *flag.Flag) { set[fl.Name] = true })
-		if err := applyConfigFile(c.fs, f.config, set); err != nil {
+		var err error
+		if config, err = applyConfigFile(c.fs, f.config, set); err != nil {
 			return nil, err
 		}
 	}
 
 	spec, err := backend.ParseSpec(f.tpm)
 	if err != nil {
-		return nil, err
+		return nil, config.locate("tpm", 0, err)
 	}
-	if err := checkListeners(f.listen.values); err != nil {
+	if err := checkListeners(f.listen.values, config); err != nil {
 		return nil, err
 	}
 	socketGroup := -1
 	if f.socketGroup != "" {
 		socketGroup, err = transport.LookupGroup(f.socketGroup)
 		if err != nil {
-			return nil, fmt.Errorf("invalid --socket-group: %w", err)
+			return nil, config.locate("socket-group", 0, fmt.Errorf("invalid --socket-group: %w", err))
 		}
 	}
 	for _, h := range []struct {
@@ -163,32 +167,53 @@ func parseServe(c *cli, f *serveFlags, args []string) (*serveSettings, error) {
 		h    handleFlag
 	}{{"--ek-handle", f.ek}, {"--aik-handle", f.aik}} {
 		if err := tpm.CheckPersistent("serve", h.flag, uint32(h.h)); err != nil {
-			return nil, fmt.Errorf("invalid %s %s: it is %s, not a persistent key handle; write hex handles with 0x, as 0x81000003", h.flag, tpm.FormatHandle(uint32(h.h)), tpm.HandleType(uint32(h.h)))
+			err = fmt.Errorf("invalid %s %s: it is %s, not a persistent key handle; write hex handles with 0x, as 0x81000003", h.flag, tpm.FormatHandle(uint32(h.h)), tpm.HandleType(uint32(h.h)))
+			return nil, config.locate(h.flag, 0, err)
 		}
 	}
 	if f.admin != "" {
 		network, address, err := admin.ParseAddress(f.admin)
 		if err != nil {
-			return nil, err
+			return nil, config.locate("admin", 0, err)
 		}
 		if l := listenerOn(f.listen.values, network, address); l != "" {
-			return nil, fmt.Errorf("--admin %q and --listen %q name the same socket; give the admin endpoints a socket of their own", f.admin, l)
+			return nil, config.locate("admin", 0, fmt.Errorf("--admin %q and --listen %q name the same socket; give the admin endpoints a socket of their own", f.admin, l))
 		}
 	}
 	if err := checkPositive("--command-timeout", f.commandTimeout); err != nil {
-		return nil, err
+		return nil, config.locate("command-timeout", 0, err)
 	}
 	if f.shutdownGrace < 0 {
-		return nil, fmt.Errorf("invalid --shutdown-grace %s: it must be 0 (cut off requests in flight at once) or more", f.shutdownGrace)
+		err := fmt.Errorf("invalid --shutdown-grace %s: it must be 0 (cut off requests in flight at once) or more", f.shutdownGrace)
+		return nil, config.locate("shutdown-grace", 0, err)
 	}
-	if err := f.limits.check(); err != nil {
+	if err := f.limits.check(config); err != nil {
 		return nil, err
 	}
 	access, err := loadPolicy(f.policyFile)
 	if err != nil {
-		return nil, err
+		return nil, explainPolicyError(err, config)
 	}
 	return &serveSettings{spec: spec, access: access, socketGroup: socketGroup}, nil
+}
+
+// explainPolicyError adds to an error of loadPolicy the line of the
+// --config file that named the policy file, and what to do when the file
+// is missing. A mistake inside the policy file already names that file and
+// line.
+func explainPolicyError(err error, config *configLines) error {
+	var inFile *policy.FileError
+	if errors.As(err, &inFile) {
+		return err
+	}
+	if errors.Is(err, fs.ErrNotExist) {
+		remove := "leave out --policy"
+		if config.setBy("policy") {
+			remove = "remove the policy setting"
+		}
+		err = fmt.Errorf("%w; write the policy file (docs/policy.md describes it), or %s to use the built-in policy", err, remove)
+	}
+	return config.locate("policy", 0, err)
 }
 
 // checkSummary describes for --check, in one line, what parseServe
@@ -220,23 +245,24 @@ func checkSummary(f *serveFlags, settings *serveSettings) string {
 
 // checkListeners parses every --listen value and rejects two listeners on
 // one address, or two Unix listeners with one VM name, which would make two
-// VMs one peer for the access policy and the limits.
-func checkListeners(values []string) error {
+// VMs one peer for the access policy and the limits. A mistake in a value
+// of the --config file names its line.
+func checkListeners(values []string, config *configLines) error {
 	addresses := make(map[string]string)
 	vms := make(map[string]string)
-	for _, l := range values {
+	for i, l := range values {
 		a, err := transport.ParseAddress(l)
 		if err != nil {
-			return err
+			return config.locate("listen", i, err)
 		}
 		key := a.Network + " " + a.Path + a.HostPort + fmt.Sprintf(" %d:%d", a.CID, a.Port)
 		if first, dup := addresses[key]; dup {
-			return fmt.Errorf("--listen %q and %q name the same address; give each listener once", first, l)
+			return config.locate("listen", i, fmt.Errorf("--listen %q and %q name the same address; give each listener once", first, l))
 		}
 		addresses[key] = l
 		if a.VM != "" {
 			if first, dup := vms[a.VM]; dup {
-				return fmt.Errorf("--listen %q and %q both name VM %q; each VM needs a name of its own, so that the access policy and the limits tell them apart", first, l, a.VM)
+				return config.locate("listen", i, fmt.Errorf("--listen %q and %q both name VM %q; each VM needs a name of its own, so that the access policy and the limits tell them apart", first, l, a.VM))
 			}
 			vms[a.VM] = l
 		}

@@ -37,8 +37,8 @@ func (l *limitFlags) register(fs *flag.FlagSet) {
 }
 
 // check returns an error that names the first flag with a value out of
-// range.
-func (l *limitFlags) check() error {
+// range, and the line of the --config file that set it.
+func (l *limitFlags) check(config *configLines) error {
 	durations := []struct {
 		name  string
 		value time.Duration
@@ -51,7 +51,7 @@ func (l *limitFlags) check() error {
 	}
 	for _, d := range durations {
 		if err := checkPositive(d.name, d.value); err != nil {
-			return err
+			return config.locate(d.name, 0, err)
 		}
 	}
 	counts := []struct {
@@ -66,11 +66,11 @@ func (l *limitFlags) check() error {
 	}
 	for _, c := range counts {
 		if c.value < c.least {
-			return fmt.Errorf("invalid %s %d: it must be %d or more", c.name, c.value, c.least)
+			return config.locate(c.name, 0, fmt.Errorf("invalid %s %d: it must be %d or more", c.name, c.value, c.least))
 		}
 	}
 	if l.rate < 0 || math.IsNaN(l.rate) || math.IsInf(l.rate, 0) {
-		return fmt.Errorf("invalid --rate %g: it must be 0 (no limit) or a finite number above 0", l.rate)
+		return config.locate("rate", 0, fmt.Errorf("invalid --rate %g: it must be 0 (no limit) or a finite number above 0", l.rate))
 	}
 	return nil
 }
