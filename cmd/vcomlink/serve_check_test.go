@@ -374,3 +374,43 @@ func TestServeCommandLineNamesNoLine(t *testing.T) {
 		t.Errorf("error %q does not contain %q", r.stderr, want)
 	}
 }
+
+// TestServeCheckNotesMissingDirectory checks that --check passes a Unix
+// listener and an admin socket whose directories do not exist, because
+// systemd may create them at start, and names each directory once in a
+// note.
+func TestServeCheckNotesMissingDirectory(t *testing.T) {
+	dir := shortTempDir(t)
+	missing := filepath.Join(dir, "missing")
+	other := filepath.Join(dir, "other")
+	r := runCheck("--tpm", "simulator",
+		"--listen", "unix://"+filepath.Join(missing, "vm1.sock")+"?vm=vm1",
+		"--listen", "unix://"+filepath.Join(missing, "vm2.sock")+"?vm=vm2",
+		"--listen", "unix://"+filepath.Join(dir, "vm3.sock")+"?vm=vm3",
+		"--admin", "unix://"+filepath.Join(other, "admin.sock"))
+	if r.code != exitOK {
+		t.Fatalf("exit status %d; want %d\n%s", r.code, exitOK, r.stderr)
+	}
+	want := "; the socket directories " + missing + ", " + other + " do not exist yet, so create them before the agent starts;"
+	if !strings.Contains(r.stdout, want) {
+		t.Errorf("output %q does not contain %q", r.stdout, want)
+	}
+	if _, err := os.Stat(missing); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("--check created %s (%v)", missing, err)
+	}
+
+	r = runCheck("--tpm", "simulator", "--listen", "unix://"+filepath.Join(dir, "vm.sock"))
+	if strings.Contains(r.stdout, "does not exist") || strings.Contains(r.stdout, "do not exist") {
+		t.Errorf("output %q notes a directory that exists", r.stdout)
+	}
+
+	// The systemd unit creates /run/vcomlink, which a host without the
+	// unit running lacks.
+	if _, err := os.Stat("/run/vcomlink"); err == nil {
+		return
+	}
+	r = runCheck("--tpm", "simulator", "--listen", "unix:///run/vcomlink/vm.sock")
+	if want := "; the socket directory /run/vcomlink does not exist yet, so create it before the agent starts (the systemd unit vcomlink.service creates /run/vcomlink at start);"; !strings.Contains(r.stdout, want) {
+		t.Errorf("output %q does not contain %q", r.stdout, want)
+	}
+}
