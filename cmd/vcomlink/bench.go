@@ -436,10 +436,7 @@ func targetName(t load.Target) string {
 
 // guestCount formats a number of guests, as "1 guest" or "8 guests".
 func guestCount(n int) string {
-	if n == 1 {
-		return "1 guest"
-	}
-	return fmt.Sprintf("%d guests", n)
+	return countOf(n, "guest", "guests")
 }
 
 // opList is a flag of operations, as a comma-separated list or repeated.

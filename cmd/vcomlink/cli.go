@@ -334,6 +334,15 @@ func (f *choiceFlag) Set(v string) error {
 	return fmt.Errorf("use %s", joinChoices(f.choices))
 }
 
+// countOf writes n with the singular or the plural noun, as "1 listener"
+// or "2 listeners".
+func countOf(n int, singular, plural string) string {
+	if n == 1 {
+		return "1 " + singular
+	}
+	return fmt.Sprintf("%d %s", n, plural)
+}
+
 // joinChoices writes choices as "a, b or c".
 func joinChoices(choices []string) string {
 	if len(choices) == 1 {

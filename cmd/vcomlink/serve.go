@@ -222,7 +222,7 @@ func explainPolicyError(err error, config *configLines) error {
 // validated, and what it left out.
 func checkSummary(f *serveFlags, settings *serveSettings) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "configuration and policy are valid: %d listeners (%s)", len(f.listen.values), strings.Join(f.listen.values, ", "))
+	fmt.Fprintf(&b, "configuration and policy are valid: %s (%s)", countOf(len(f.listen.values), "listener", "listeners"), strings.Join(f.listen.values, ", "))
 	if settings.socketGroup >= 0 {
 		fmt.Fprintf(&b, ", socket group %s", f.socketGroup)
 		if gid := strconv.Itoa(settings.socketGroup); gid != f.socketGroup {
@@ -232,7 +232,7 @@ func checkSummary(f *serveFlags, settings *serveSettings) string {
 	if f.admin != "" {
 		fmt.Fprintf(&b, ", admin %s", f.admin)
 	}
-	fmt.Fprintf(&b, ", %d auth values", len(f.auth))
+	fmt.Fprintf(&b, ", %s", countOf(len(f.auth), "auth value", "auth values"))
 	if file, ok := settings.access.(*policy.File); ok {
 		fmt.Fprintf(&b, ", policy %s (%s)", f.policyFile, file.Summary())
 	} else {

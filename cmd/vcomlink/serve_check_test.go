@@ -126,8 +126,8 @@ func TestServeCheckMissingTPMDevice(t *testing.T) {
 	if r.code != exitOK {
 		t.Fatalf("exit status %d; want %d\n%s", r.code, exitOK, r.stderr)
 	}
-	if !strings.Contains(r.stdout, "1 listeners") {
-		t.Errorf("output %q does not count the listener", r.stdout)
+	if !strings.Contains(r.stdout, "valid: 1 listener (unix://") {
+		t.Errorf("output %q does not count the listener in the singular", r.stdout)
 	}
 	if !strings.Contains(r.stdout, "built-in policy") {
 		t.Errorf("output %q does not name the built-in policy", r.stdout)
@@ -412,5 +412,29 @@ func TestServeCheckNotesMissingDirectory(t *testing.T) {
 	r = runCheck("--tpm", "simulator", "--listen", "unix:///run/vcomlink/vm.sock")
 	if want := "; the socket directory /run/vcomlink does not exist yet, so create it before the agent starts (the systemd unit vcomlink.service creates /run/vcomlink at start);"; !strings.Contains(r.stdout, want) {
 		t.Errorf("output %q does not contain %q", r.stdout, want)
+	}
+}
+
+// TestServeCheckCountsAuthValues checks the count of --auth values in the
+// singular and the plural.
+func TestServeCheckCountsAuthValues(t *testing.T) {
+	dir := t.TempDir()
+	owner := writeTemp(t, dir, "owner.auth", []byte("secret\n"))
+	key := writeTemp(t, dir, "key.auth", []byte("secret\n"))
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{nil, ", 0 auth values,"},
+		{[]string{"--auth", "owner=" + owner}, ", 1 auth value,"},
+		{[]string{"--auth", "owner=" + owner, "--auth", "0x81000005=" + key}, ", 2 auth values,"},
+	} {
+		r := runCheck(append([]string{"--tpm", "simulator", "--listen", "unix:///run/vcomlink/v.sock"}, c.args...)...)
+		if r.code != exitOK {
+			t.Fatalf("%q: exit status %d; want %d\n%s", c.args, r.code, exitOK, r.stderr)
+		}
+		if !strings.Contains(r.stdout, c.want) {
+			t.Errorf("%q: output %q does not contain %q", c.args, r.stdout, c.want)
+		}
 	}
 }
