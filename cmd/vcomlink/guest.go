@@ -3,7 +3,9 @@ package main
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
+	"net"
 	"time"
 
 	"google.golang.org/protobuf/proto"
@@ -43,14 +45,22 @@ func (g *guestFlags) dial() (*client.Client, error) {
 	return c, err
 }
 
-// call dials the agent, runs one operation, and closes the client.
+// call dials the agent, runs one operation, and closes the client. A
+// failure to connect says what to check.
 func (g *guestFlags) call(operation func(ctx context.Context, c *client.Client) error) error {
 	c, err := g.dial()
 	if err != nil {
 		return err
 	}
 	defer c.Close()
-	return operation(context.Background(), c)
+	err = operation(context.Background(), c)
+
+	var transportErr *client.TransportError
+	var netErr *net.OpError
+	if errors.As(err, &transportErr) && errors.As(err, &netErr) && netErr.Op == "dial" {
+		return fmt.Errorf("%w; check that the agent runs and that --connect %s is its address", err, g.connect)
+	}
+	return err
 }
 
 // writeMessage writes a response message as JSON, in the form of
