@@ -6,13 +6,10 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"io/fs"
 	"log/slog"
 	"net/http"
 	"os"
 	"os/signal"
-	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -199,25 +196,6 @@ func parseServe(c *cli, f *serveFlags, args []string) (*serveSettings, error) {
 	return &serveSettings{spec: spec, access: access, socketGroup: socketGroup}, nil
 }
 
-// explainPolicyError adds to an error of loadPolicy the line of the
-// --config file that named the policy file, and what to do when the file
-// is missing. A mistake inside the policy file already names that file and
-// line.
-func explainPolicyError(err error, config *configLines) error {
-	var inFile *policy.FileError
-	if errors.As(err, &inFile) {
-		return err
-	}
-	if errors.Is(err, fs.ErrNotExist) {
-		remove := "leave out --policy"
-		if config.setBy("policy") {
-			remove = "remove the policy setting"
-		}
-		err = fmt.Errorf("%w; write the policy file (docs/policy.md describes it), or %s to use the built-in policy", err, remove)
-	}
-	return config.locate("policy", 0, err)
-}
-
 // checkSummary describes for --check, in one line, what parseServe
 // validated, and what it left out.
 func checkSummary(f *serveFlags, settings *serveSettings) string {
@@ -244,54 +222,6 @@ func checkSummary(f *serveFlags, settings *serveSettings) string {
 	b.WriteString(missingDirectoriesNote(f))
 	fmt.Fprintf(&b, "; the TPM %s was not opened and no socket was bound", settings.spec)
 	return b.String()
-}
-
-// runtimeDirectory is the directory that dist/vcomlink.service has systemd
-// create when it starts the agent (RuntimeDirectory=vcomlink).
-const runtimeDirectory = "/run/vcomlink"
-
-// missingDirectoriesNote returns a note for --check that names the
-// directories of Unix listeners and the admin socket that do not exist,
-// or "". They are not a mistake, because systemd may create them when it
-// starts the agent, but the agent fails to start if they are still
-// missing.
-func missingDirectoriesNote(f *serveFlags) string {
-	var paths []string
-	for _, l := range f.listen.values {
-		if a, err := transport.ParseAddress(l); err == nil && a.Network == "unix" {
-			paths = append(paths, a.Path)
-		}
-	}
-	if f.admin != "" {
-		if network, address, err := admin.ParseAddress(f.admin); err == nil && network == "unix" {
-			paths = append(paths, address)
-		}
-	}
-
-	var missing []string
-	systemdCreates := false
-	for _, path := range paths {
-		dir := filepath.Dir(path)
-		if _, err := os.Stat(dir); !errors.Is(err, fs.ErrNotExist) || slices.Contains(missing, dir) {
-			continue
-		}
-		missing = append(missing, dir)
-		systemdCreates = systemdCreates || dir == runtimeDirectory
-	}
-
-	var note string
-	switch len(missing) {
-	case 0:
-		return ""
-	case 1:
-		note = fmt.Sprintf("; the socket directory %s does not exist yet, so create it before the agent starts", missing[0])
-	default:
-		note = fmt.Sprintf("; the socket directories %s do not exist yet, so create them before the agent starts", strings.Join(missing, ", "))
-	}
-	if systemdCreates {
-		note += fmt.Sprintf(" (the systemd unit vcomlink.service creates %s at start)", runtimeDirectory)
-	}
-	return note
 }
 
 // checkListeners parses every --listen value and rejects two listeners on
