@@ -103,7 +103,7 @@ func TestSystemdUnitSettings(t *testing.T) {
 		"RestartPreventExitStatus": strconv.Itoa(exitUsage),
 		"CapabilityBoundingSet":    "CAP_CHOWN",
 		"RuntimeDirectoryMode":     "0751",
-		"RuntimeDirectory":         "vcomlink",
+		"RuntimeDirectory":         strings.TrimPrefix(runtimeDirectory, "/run/"),
 		"SupplementaryGroups":      "tss",
 	}
 	for key, value := range want {
