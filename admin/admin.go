@@ -59,7 +59,7 @@ func ParseAddress(spec string) (network, address string, err error) {
 		host := u.Hostname()
 		ip := net.ParseIP(host)
 		if host != "localhost" && (ip == nil || !ip.IsLoopback()) {
-			return "", "", fmt.Errorf("--admin address %q is not a loopback address; the admin endpoints are for the host only", spec)
+			return "", "", fmt.Errorf("--admin address %q is not a loopback address; the admin endpoints are for the host only, so use unix:///PATH or tcp://127.0.0.1:PORT, and reach them from another host through a proxy on this host", spec)
 		}
 		return "tcp", u.Host, nil
 	case "vsock":

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"os/signal"
 	"strconv"
@@ -20,6 +21,11 @@ import (
 	"github.com/vcomlink/vcomlink/internal/load"
 	"github.com/vcomlink/vcomlink/tpm/backend"
 )
+
+// maxSignDataSize is the maximum --data-size. A sign request spends at most
+// 10 bytes on its index and the data's tag and length, so 16 bytes of the
+// body limit are kept for them.
+const maxSignDataSize = vcom.MaxBodySize - 16
 
 // benchFlags are the settings of vcomlink bench.
 type benchFlags struct {
@@ -71,21 +77,21 @@ func newBenchCLI() (*cli, *benchFlags) {
 	fs := c.fs
 	fs.StringVar(&f.connect, "connect", "", "`ADDRESS` of the agent to measure, required: unix:///PATH, tcp://127.0.0.1:PORT or vsock://CID:PORT")
 	fs.Var(&f.ops, "op", "operations to measure, as a comma-separated `LIST` or repeated: getpub, sign, readnv, activatecredparams, activatecred, certifykey")
-	fs.Var(&f.concurrency, "concurrency", "numbers of concurrent guests to measure, as a comma-separated `LIST`; each guest is a client with its own keep-alive connection")
-	fs.DurationVar(&f.duration, "duration", 10*time.Second, "how long to measure each operation at each concurrency, and each operation on the raw TPM (half before the agent, half after), as a `DURATION` such as 10s")
+	fs.Var(&f.concurrency, "concurrency", "numbers of concurrent guests to measure, each at least 1, as a comma-separated `LIST`; each guest is a client with its own keep-alive connection")
+	fs.DurationVar(&f.duration, "duration", 10*time.Second, "how long to measure each operation at each concurrency, and each operation on the raw TPM (half before the agent, half after), as a `DURATION` above 0, such as 10s")
 	fs.Var(f.handles, "handle", "`HANDLE` for every operation, or OP=HANDLE for one operation; repeat for several. Without it readnv reads the EK certificate 0x01c00002, certifykey certifies the ECDH key 0x81000005, and the other operations use the AIK 0x81000003")
-	fs.IntVar(&f.dataSize, "data-size", 32, "size of the data that sign sends, in `BYTES`")
-	fs.DurationVar(&f.callTimeout, "call-timeout", client.DefaultTimeout, "longest time one call may take before it counts as failed, as a `DURATION`")
+	fs.IntVar(&f.dataSize, "data-size", 32, fmt.Sprintf("size of the data that sign sends, in `BYTES`, from 0 to %d", maxSignDataSize))
+	fs.DurationVar(&f.callTimeout, "call-timeout", client.DefaultTimeout, "longest time one call may take before it counts as failed, as a `DURATION` above 0")
 	fs.StringVar(&f.client, "client", string(load.WireClient), "`CLIENT` of each guest: wire or go. wire sends prepared HTTP/1.1 requests and checks the status and that the body decodes; go is the Go client package, which also parses every TPM structure and costs more CPU in the guest")
 	fs.StringVar(&f.raw, "raw", "", "`TPM` to measure directly first, as a --tpm value of serve (a device path, unix:///PATH or simulator), so that each agent figure is also a ratio of the raw rate; it must be a TPM that no agent holds; off when empty")
-	fs.DurationVar(&f.rawTimeout, "raw-timeout", 10*time.Second, "longest wait for a --raw device or socket to respond to its first command, as a `DURATION`")
+	fs.DurationVar(&f.rawTimeout, "raw-timeout", 10*time.Second, "longest wait for a --raw TPM socket to accept the connection and respond to its first command, or for a --raw device to open, as a `DURATION` above 0")
 	fs.Var(&f.ek, "ek-handle", "persistent `HANDLE` of the endorsement key that the raw activatecred sequence uses")
 	fs.Var(&f.aik, "aik-handle", "persistent `HANDLE` of the attestation key that the raw certifykey sequence signs with")
 	fs.BoolVar(&f.trivial, "trivial", false, "also measure the transport floor: a trivial HTTP server on the same kind of socket that returns the agent's responses without any work, started by bench as a child process")
 	fs.StringVar(&f.format, "format", "table", "output `FORMAT`: table or json")
 	fs.IntVar(&f.idle, "idle", 0, "instead of a load, open this `NUMBER` of idle keep-alive guest connections and report the agent's added resident memory; 0 for a load")
 	fs.IntVar(&f.agentPID, "agent-pid", 0, "process `ID` of the agent whose memory --idle reads; 0 for the process behind the --connect Unix socket")
-	fs.DurationVar(&f.settle, "settle", 2*time.Second, "with --idle, how long to wait after the connections are open before the memory is read, as a `DURATION`")
+	fs.DurationVar(&f.settle, "settle", 2*time.Second, "with --idle, how long to wait after the connections are open before the memory is read, as a `DURATION`; 0 reads it at once")
 	fs.StringVar(&f.serveTrivial, "serve-trivial", "", "run the trivial server of --trivial on this `ADDRESS`, unix:///PATH or tcp://127.0.0.1:PORT, instead of measuring; it reads its responses as JSON from standard input and stops when standard input ends. bench --trivial starts it itself; off when empty")
 	return c, f
 }
@@ -135,18 +141,21 @@ func (f *benchFlags) check() error {
 		return fmt.Errorf("invalid --connect: %w", err)
 	}
 
-	if f.duration <= 0 {
-		return fmt.Errorf("invalid --duration %s: it must be positive", f.duration)
+	for _, d := range []struct {
+		name  string
+		value time.Duration
+	}{{"--duration", f.duration}, {"--call-timeout", f.callTimeout}, {"--raw-timeout", f.rawTimeout}} {
+		if err := checkPositive(d.name, d.value); err != nil {
+			return err
+		}
 	}
 	for _, n := range f.concurrency.values {
 		if n < 1 {
 			return fmt.Errorf("invalid --concurrency %d: each number of guests must be at least 1", n)
 		}
 	}
-	// A sign request spends at most 10 bytes on its index and the data's
-	// tag and length, so 16 bytes of the body limit are kept for them.
-	if f.dataSize < 0 || f.dataSize > vcom.MaxBodySize-16 {
-		return fmt.Errorf("invalid --data-size %d: use 0 to %d bytes", f.dataSize, vcom.MaxBodySize-16)
+	if f.dataSize < 0 || f.dataSize > maxSignDataSize {
+		return fmt.Errorf("invalid --data-size %d: use 0 to %d bytes", f.dataSize, maxSignDataSize)
 	}
 	if _, err := load.ParseClientKind(f.client); err != nil {
 		return fmt.Errorf("invalid --client: %w", err)
@@ -154,6 +163,12 @@ func (f *benchFlags) check() error {
 
 	if f.idle < 0 {
 		return fmt.Errorf("invalid --idle %d: it must not be negative", f.idle)
+	}
+	if f.agentPID < 0 {
+		return fmt.Errorf("invalid --agent-pid %d: it must be a process ID, or 0 for the process behind the --connect Unix socket", f.agentPID)
+	}
+	if f.settle < 0 {
+		return fmt.Errorf("invalid --settle %s: it must be 0 (read the memory at once) or more", f.settle)
 	}
 	if f.raw != "" {
 		if _, err := backend.ParseSpec(f.raw); err != nil {
@@ -277,22 +292,31 @@ func (r *rawTPM) results() []load.Result {
 }
 
 // openRaw opens the --raw TPM. A swtpm that another process holds accepts
-// the connection but sends no response, so the first command to a device
-// or socket has a time limit. The simulator has none: it runs in this
-// process, and provisioning it can take longer than the limit on a busy
-// machine, while a simulator left provisioning would block the next one.
+// the connection but sends no response, so the first command to a socket,
+// and opening a device, have the time limit --raw-timeout. The simulator
+// has none: it runs in this process, and provisioning it can take longer
+// than the limit on a busy machine, while a simulator left provisioning
+// would block the next one.
 func openRaw(f *benchFlags) (transport.TPMCloser, error) {
 	spec, err := backend.ParseSpec(f.raw)
 	if err != nil {
 		return nil, err
 	}
-	if spec.Kind == backend.Simulator {
+	switch spec.Kind {
+	case backend.Simulator:
 		b, err := backend.Open(spec)
 		if err != nil {
 			return nil, fmt.Errorf("open the raw TPM: %w", err)
 		}
 		return b.Open()
+	case backend.Socket:
+		t, err := backend.OpenSocket(spec.Path, f.rawTimeout)
+		if err != nil {
+			return nil, fmt.Errorf("open the raw TPM %s: %w%s", spec, err, rawSocketHint(err, spec.Path))
+		}
+		return t, nil
 	}
+
 	type opened struct {
 		t   transport.TPMCloser
 		err error
@@ -315,8 +339,22 @@ func openRaw(f *benchFlags) (transport.TPMCloser, error) {
 		return o.t, nil
 	case <-time.After(f.rawTimeout):
 		// NOTE: the goroutine stays blocked on the TPM until bench exits.
-		return nil, fmt.Errorf("the raw TPM %s did not answer within %s; swtpm serves one connection at a time, so --raw needs a TPM that no agent holds, such as a second swtpm on a copy of the state", spec, f.rawTimeout)
+		return nil, fmt.Errorf("the raw TPM %s did not open within %s", spec, f.rawTimeout)
 	}
+}
+
+// rawSocketHint returns what to check after a failure to connect to a TPM
+// socket, or "". A Unix socket rejects a connection with EAGAIN when its
+// queue of pending connections is full, as swtpm's fills while it serves
+// another process.
+func rawSocketHint(err error, path string) string {
+	switch {
+	case errors.Is(err, syscall.EAGAIN):
+		return "; swtpm's queue of pending connections is full, because it serves one connection at a time and another process, such as an agent, holds it. --raw needs a TPM that no agent holds, such as a second swtpm on a copy of the state"
+	case errors.Is(err, fs.ErrNotExist), errors.Is(err, syscall.ECONNREFUSED):
+		return fmt.Sprintf("; is swtpm running with --server type=unixio,path=%s?", path)
+	}
+	return ""
 }
 
 // prepareRequests prepares each operation's request with one client, and
@@ -398,10 +436,7 @@ func targetName(t load.Target) string {
 
 // guestCount formats a number of guests, as "1 guest" or "8 guests".
 func guestCount(n int) string {
-	if n == 1 {
-		return "1 guest"
-	}
-	return fmt.Sprintf("%d guests", n)
+	return countOf(n, "guest", "guests")
 }
 
 // opList is a flag of operations, as a comma-separated list or repeated.

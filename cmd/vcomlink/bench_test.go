@@ -5,11 +5,14 @@ import (
 	"encoding/json"
 	"io"
 	"math"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -358,5 +361,102 @@ func TestBenchUsageErrors(t *testing.T) {
 				t.Errorf("stderr %q does not contain %q", stderr.String(), test.want)
 			}
 		})
+	}
+}
+
+// TestBenchRawTimeoutGoverns holds a --raw socket that accepts the
+// connection and never responds, as a swtpm that an agent holds does.
+// bench must wait for the whole --raw-timeout, beyond the agent's own
+// limit for opening a TPM socket.
+func TestBenchRawTimeoutGoverns(t *testing.T) {
+	path := filepath.Join(shortTempDir(t), "tpm.sock")
+	l, err := net.Listen("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	accepted := make(chan net.Conn, 1)
+	go func() {
+		if c, err := l.Accept(); err == nil {
+			accepted <- c
+		}
+	}()
+
+	var stderr bytes.Buffer
+	done := make(chan int, 1)
+	go func() {
+		done <- run([]string{"bench", "--connect", "unix:///nonexistent/v.sock", "--raw", "unix://" + path, "--raw-timeout", "1m"}, io.Discard, &stderr)
+	}()
+
+	// The agent's backend gives up on a TPM socket after 5 seconds.
+	const beyondBackendLimit = 6 * time.Second
+	select {
+	case code := <-done:
+		t.Fatalf("bench exited with %d before --raw-timeout 1m: %s", code, stderr.String())
+	case <-time.After(beyondBackendLimit):
+	}
+
+	// Closing the connection ends TPM2_Startup at once.
+	select {
+	case c := <-accepted:
+		c.Close()
+	case <-time.After(time.Second):
+		t.Fatal("bench did not connect to the --raw socket")
+	}
+	if code := <-done; code != exitFailure {
+		t.Errorf("exit status %d; want %d", code, exitFailure)
+	}
+	if !strings.Contains(stderr.String(), "TPM2_Startup on "+path) {
+		t.Errorf("error %q does not name the failed TPM2_Startup", stderr.String())
+	}
+}
+
+// TestBenchRawSocketQueueFull fills the queue of pending connections of a
+// --raw socket, as other processes do while swtpm serves an agent. The
+// error must say that the queue is full, not ask whether swtpm runs.
+func TestBenchRawSocketQueueFull(t *testing.T) {
+	path := filepath.Join(shortTempDir(t), "tpm.sock")
+	fd, err := syscall.Socket(syscall.AF_UNIX, syscall.SOCK_STREAM, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer syscall.Close(fd)
+	if err := syscall.Bind(fd, &syscall.SockaddrUnix{Name: path}); err != nil {
+		t.Fatal(err)
+	}
+	// With a backlog of 0, one pending connection fills the queue.
+	if err := syscall.Listen(fd, 0); err != nil {
+		t.Fatal(err)
+	}
+	pending, err := net.Dial("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pending.Close()
+
+	var stderr bytes.Buffer
+	code := run([]string{"bench", "--connect", "unix:///nonexistent/v.sock", "--raw", "unix://" + path}, io.Discard, &stderr)
+	if code != exitFailure {
+		t.Errorf("exit status %d; want %d", code, exitFailure)
+	}
+	if !strings.Contains(stderr.String(), "queue of pending connections is full") {
+		t.Errorf("error %q does not say that the queue is full", stderr.String())
+	}
+	if strings.Contains(stderr.String(), "is swtpm running") {
+		t.Errorf("error %q asks whether swtpm runs", stderr.String())
+	}
+}
+
+// TestBenchRawSocketMissing checks the hint for a --raw socket that does
+// not exist.
+func TestBenchRawSocketMissing(t *testing.T) {
+	path := filepath.Join(shortTempDir(t), "none.sock")
+	var stderr bytes.Buffer
+	code := run([]string{"bench", "--connect", "unix:///nonexistent/v.sock", "--raw", "unix://" + path}, io.Discard, &stderr)
+	if code != exitFailure {
+		t.Errorf("exit status %d; want %d", code, exitFailure)
+	}
+	if want := "is swtpm running with --server type=unixio,path=" + path + "?"; !strings.Contains(stderr.String(), want) {
+		t.Errorf("error %q does not contain %q", stderr.String(), want)
 	}
 }

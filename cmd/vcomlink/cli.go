@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"strconv"
 	"strings"
 
 	"github.com/vcomlink/vcomlink/client"
@@ -156,7 +157,7 @@ func (c *cli) parse(args []string) ([]string, error) {
 			if errors.Is(err, flag.ErrHelp) {
 				return nil, err
 			}
-			return nil, usagef("%s (see vcomlink %s --help)", flagErrorText(err.Error(), args), c.name)
+			return nil, usagef("%s (see vcomlink %s --help)", c.flagErrorText(err.Error(), args), c.name)
 		}
 		rest := c.fs.Args()
 		if len(rest) == 0 {
@@ -181,8 +182,9 @@ func (c *cli) parse(args []string) ([]string, error) {
 
 // flagErrorText rewrites an error of package flag for the help's two-dash
 // flag names. An unknown flag is quoted as the command line wrote it, so
-// that "-v" is not reported as "--v".
-func flagErrorText(message string, args []string) string {
+// that "-v" is not reported as "--v". A value that does not parse gets the
+// explanation that a --config file gives.
+func (c *cli) flagErrorText(message string, args []string) string {
 	const unknown = "flag provided but not defined: -"
 	if name, ok := strings.CutPrefix(message, unknown); ok {
 		for _, arg := range args {
@@ -193,7 +195,55 @@ func flagErrorText(message string, args []string) string {
 		}
 		return "unknown flag --" + name
 	}
+	if text, ok := c.invalidValueText(message); ok {
+		return text
+	}
 	return doubleDash(message)
+}
+
+// invalidValueText explains the cause in package flag's message for a
+// value that a flag's Set rejected. A value that is itself a flag, as in
+// "--rate --check", means that the value was left out. ok is false for any
+// other message.
+func (c *cli) invalidValueText(message string) (text string, ok bool) {
+	rest, ok := strings.CutPrefix(message, "invalid value ")
+	if !ok {
+		rest, ok = strings.CutPrefix(message, "invalid boolean value ")
+	}
+	if !ok {
+		return "", false
+	}
+	quoted, err := strconv.QuotedPrefix(rest)
+	if err != nil {
+		return "", false
+	}
+	value, err := strconv.Unquote(quoted)
+	if err != nil {
+		return "", false
+	}
+	rest = strings.TrimPrefix(rest[len(quoted):], " for ")
+	rest = strings.TrimPrefix(rest, "flag ")
+	name, cause, ok := strings.Cut(strings.TrimPrefix(rest, "-"), ": ")
+	fl := c.fs.Lookup(name)
+	if !ok || fl == nil {
+		return "", false
+	}
+
+	explained := explainValueError(fl, value, errors.New(cause))
+	if c.isFlagName(value) {
+		return fmt.Sprintf("--%s needs a value before %s: %v", name, value, explained), true
+	}
+	return fmt.Sprintf("invalid value %q for flag --%s: %v", value, name, explained), true
+}
+
+// isFlagName reports whether arg is written as a flag of this command, such
+// as "--check" or "-h".
+func (c *cli) isFlagName(arg string) bool {
+	if !strings.HasPrefix(arg, "-") {
+		return false
+	}
+	name, _, _ := strings.Cut(strings.TrimLeft(arg, "-"), "=")
+	return c.fs.Lookup(name) != nil || name == "h" || name == "help"
 }
 
 // doubleDash rewrites the flag names in an error of package flag, which
@@ -282,6 +332,15 @@ func (f *choiceFlag) Set(v string) error {
 		}
 	}
 	return fmt.Errorf("use %s", joinChoices(f.choices))
+}
+
+// countOf writes n with the singular or the plural noun, as "1 listener"
+// or "2 listeners".
+func countOf(n int, singular, plural string) string {
+	if n == 1 {
+		return "1 " + singular
+	}
+	return fmt.Sprintf("%d %s", n, plural)
 }
 
 // joinChoices writes choices as "a, b or c".

@@ -14,13 +14,14 @@ import (
 // serve has, with valid values.
 func TestExampleConfig(t *testing.T) {
 	c, f := newServeCLI()
-	if err := applyConfigFile(c.fs, "../../examples/config.yaml", nil); err != nil {
+	config, err := applyConfigFile(c.fs, "../../examples/config.yaml", nil)
+	if err != nil {
 		t.Fatal(err)
 	}
 	if f.tpm != "/dev/tpmrm0" || f.admin == "" || f.policyFile == "" {
 		t.Errorf("the example's settings were not applied: tpm %q, admin %q, policy %q", f.tpm, f.admin, f.policyFile)
 	}
-	if err := f.limits.check(); err != nil {
+	if err := f.limits.check(config); err != nil {
 		t.Errorf("the example's limits: %v", err)
 	}
 }
@@ -102,7 +103,7 @@ func TestSystemdUnitSettings(t *testing.T) {
 		"RestartPreventExitStatus": strconv.Itoa(exitUsage),
 		"CapabilityBoundingSet":    "CAP_CHOWN",
 		"RuntimeDirectoryMode":     "0751",
-		"RuntimeDirectory":         "vcomlink",
+		"RuntimeDirectory":         strings.TrimPrefix(runtimeDirectory, "/run/"),
 		"SupplementaryGroups":      "tss",
 	}
 	for key, value := range want {

@@ -2,6 +2,8 @@ package main
 
 import (
 	"bytes"
+	"errors"
+	"flag"
 	"fmt"
 	"os"
 	"strconv"
@@ -41,8 +43,8 @@ func (h *handleFlag) Set(v string) error {
 	return nil
 }
 
-// durationFlag is a flag that holds a time.Duration, such as 30s. Package
-// flag's own duration flag returns only "parse error" for a value it rejects.
+// durationFlag is a flag that holds a time.Duration, such as 30s, and
+// rejects a value with the explanation of durationSyntaxError.
 type durationFlag time.Duration
 
 func (d *durationFlag) String() string { return time.Duration(*d).String() }
@@ -50,13 +52,47 @@ func (d *durationFlag) String() string { return time.Duration(*d).String() }
 func (d *durationFlag) Set(v string) error {
 	parsed, err := time.ParseDuration(v)
 	if err != nil {
-		if _, numberErr := strconv.ParseFloat(v, 64); numberErr == nil {
-			return fmt.Errorf("a duration needs a unit, such as %ss or %sm", v, v)
-		}
-		return fmt.Errorf("write a duration as a number and a unit, such as 30s, 1.5m or 1m30s")
+		return durationSyntaxError(v)
 	}
 	*d = durationFlag(parsed)
 	return nil
+}
+
+// explainValueError rewords package flag's bare "parse error" and "value
+// out of range" for the flag types whose syntax a writer may not know. The
+// command line and a --config file give the same explanation.
+func explainValueError(fl *flag.Flag, value string, err error) error {
+	if b, ok := fl.Value.(interface{ IsBoolFlag() bool }); ok && b.IsBoolFlag() {
+		return errors.New("use true or false")
+	}
+	getter, ok := fl.Value.(flag.Getter)
+	if !ok {
+		return err
+	}
+	switch getter.Get().(type) {
+	case time.Duration:
+		return durationSyntaxError(value)
+	case int:
+		if _, err := strconv.ParseInt(value, 0, strconv.IntSize); errors.Is(err, strconv.ErrRange) {
+			return errors.New("it is out of range")
+		}
+		return errors.New("it must be a whole number")
+	case float64:
+		if _, err := strconv.ParseFloat(value, 64); errors.Is(err, strconv.ErrRange) {
+			return errors.New("it is out of range")
+		}
+		return errors.New("it must be a number, such as 100 or 0.5")
+	}
+	return err
+}
+
+// durationSyntaxError explains how to write a duration, for a value that
+// time.ParseDuration rejects.
+func durationSyntaxError(value string) error {
+	if _, err := strconv.ParseFloat(value, 64); err == nil {
+		return errors.New("a duration needs a unit, such as 10s or 1m")
+	}
+	return errors.New("write a duration as a number and a unit, such as 30s, 1.5m or 1m30s")
 }
 
 // Hierarchy handles that --auth accepts by name.

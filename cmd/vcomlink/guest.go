@@ -3,7 +3,9 @@ package main
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
+	"net"
 	"time"
 
 	"google.golang.org/protobuf/proto"
@@ -33,6 +35,9 @@ func addGuestFlags(c *cli, formatHelp string, formats ...string) *guestFlags {
 
 // dial returns a client of the agent at --connect. It does not connect yet.
 func (g *guestFlags) dial() (*client.Client, error) {
+	if g.timeout < 0 {
+		return nil, usagef("invalid --timeout %s: it must be 0 (no limit) or more", time.Duration(g.timeout))
+	}
 	c, err := client.New(g.connect, client.WithTimeout(time.Duration(g.timeout)))
 	if errors.Is(err, client.ErrInvalidAddress) {
 		return nil, usagef("--connect: %v", err)
@@ -40,14 +45,22 @@ func (g *guestFlags) dial() (*client.Client, error) {
 	return c, err
 }
 
-// call dials the agent, runs one operation, and closes the client.
+// call dials the agent, runs one operation, and closes the client. A
+// failure to connect says what to check.
 func (g *guestFlags) call(operation func(ctx context.Context, c *client.Client) error) error {
 	c, err := g.dial()
 	if err != nil {
 		return err
 	}
 	defer c.Close()
-	return operation(context.Background(), c)
+	err = operation(context.Background(), c)
+
+	var transportErr *client.TransportError
+	var netErr *net.OpError
+	if errors.As(err, &transportErr) && errors.As(err, &netErr) && netErr.Op == "dial" {
+		return fmt.Errorf("%w; check that the agent runs and that --connect %s is its address", err, g.connect)
+	}
+	return err
 }
 
 // writeMessage writes a response message as JSON, in the form of

@@ -11,6 +11,8 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"encoding/pem"
+	"net"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -355,7 +357,8 @@ func TestGuestExitStatuses(t *testing.T) {
 		{"nonce too long", []string{"certify", "0x81000005", "--nonce", strings.Repeat("00", 65), "--connect", c}, exitUsage,
 			"--nonce is 65 bytes, over the maximum of 64 bytes (128 hex digits)"},
 		{"certify with AIK on EK", []string{"certify", "0x81000001", "--connect", c}, exitRefused, "certifykey 0x81000001"},
-		{"agent not running", []string{"getpub", "0x81000003", "--connect", missingSocket}, exitTransport, "no such file or directory"},
+		{"agent not running", []string{"getpub", "0x81000003", "--connect", missingSocket}, exitTransport,
+			"no such file or directory; check that the agent runs and that --connect " + missingSocket + " is its address"},
 		{"handle not a number", []string{"getpub", "nope", "--connect", c}, exitUsage, `invalid HANDLE "nope"`},
 		{"handle too large", []string{"getpub", "0x100000000", "--connect", c}, exitUsage, `invalid HANDLE "0x100000000"`},
 		{"index not a number", []string{"readnv", "0xZZ", "--connect", c}, exitUsage, `invalid INDEX "0xZZ": write it in hex as 0x01c00002 or in decimal`},
@@ -387,7 +390,9 @@ func TestGuestExitStatuses(t *testing.T) {
 		{"invalid timeout", []string{"getpub", "1", "--timeout", "soon", "--connect", c}, exitUsage,
 			`invalid value "soon" for flag --timeout: write a duration as a number and a unit, such as 30s`},
 		{"timeout without unit", []string{"getpub", "1", "--timeout", "5", "--connect", c}, exitUsage,
-			`invalid value "5" for flag --timeout: a duration needs a unit, such as 5s or 5m`},
+			`invalid value "5" for flag --timeout: a duration needs a unit, such as 10s or 1m`},
+		{"negative timeout", []string{"getpub", "1", "--timeout", "-5s", "--connect", c}, exitUsage,
+			"invalid --timeout -5s: it must be 0 (no limit) or more"},
 		{"sign without --in", []string{"sign", "0x81000003", "--connect", c}, exitUsage, "missing --in FILE"},
 		{"sign missing file", []string{"sign", "0x81000003", "--in", dir + "/none", "--connect", c}, exitUsage, "no such file or directory"},
 		{"sign data too large", []string{"sign", "0x81000003", "--in", tooLarge, "--connect", c}, exitUsage, "over the agent's limit of 65536"},
@@ -418,5 +423,34 @@ func TestGuestExitStatuses(t *testing.T) {
 				t.Errorf("stdout is not empty: %q", r.stdout)
 			}
 		})
+	}
+}
+
+// TestGuestTransportHintOnlyForDial checks that the hint to check the agent
+// and --connect follows a failed connection only: an agent that hangs up
+// without a response was reached.
+func TestGuestTransportHintOnlyForDial(t *testing.T) {
+	socket := filepath.Join(shortTempDir(t), "hangup.sock")
+	l, err := net.Listen("unix", socket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			c.Close()
+		}
+	}()
+
+	r := runCLI(t, nil, "getpub", "0x81000003", "--connect", "unix://"+socket)
+	if r.code != exitTransport {
+		t.Errorf("exit status %d, want %d; stderr: %s", r.code, exitTransport, r.stderr)
+	}
+	if strings.Contains(string(r.stderr), "check that the agent runs") {
+		t.Errorf("stderr %q gives the hint for an agent that was not reached", r.stderr)
 	}
 }

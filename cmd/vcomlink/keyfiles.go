@@ -8,6 +8,9 @@ import (
 	"encoding/binary"
 	"encoding/pem"
 	"errors"
+	"fmt"
+	"io"
+	"strings"
 
 	"github.com/google/go-tpm/tpm2"
 
@@ -47,17 +50,39 @@ func readPublicFile(flag, path string) (*publicFile, error) {
 	}
 
 	public, err := verify.ParsePublic(data)
+	structure := "TPMT_PUBLIC"
 	if err != nil && len(data) >= 2 && int(binary.BigEndian.Uint16(data)) == len(data)-2 {
 		public, err = verify.ParsePublic(data[2:])
+		structure = "TPM2B_PUBLIC"
 	}
 	if err != nil {
-		return nil, usagef("--%s: %s is not a TPMT_PUBLIC, TPM2B_PUBLIC or PEM file: %v", flag, path, err)
+		return nil, usagef("--%s: %s is not a public key file: expected a TPMT_PUBLIC (as getpub --format raw writes it), "+
+			"a TPM2B_PUBLIC (as tpm2_readpublic -o writes it) or a PEM public key or certificate, but %s",
+			flag, path, publicParseDetail(structure, len(data), err))
 	}
 	key, err := verify.PublicKey(public)
 	if err != nil {
 		return nil, usagef("--%s: %s: %v", flag, path, err)
 	}
 	return &publicFile{public: public, key: key}, nil
+}
+
+// publicParseDetail describes in a few words why a file of size bytes did
+// not parse as structure, without the text of go-tpm's decoder, which
+// names the Go types it fills.
+func publicParseDetail(structure string, size int, err error) string {
+	switch {
+	case size == 0:
+		return "the file is empty"
+	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
+		return fmt.Sprintf("the file ends inside a %s, after %d bytes", structure, size)
+	case strings.Contains(err.Error(), "trailing bytes"):
+		// verify's own message, such as "invalid TPMT_PUBLIC: 3 trailing
+		// bytes after the 280-byte structure".
+		_, detail, _ := strings.Cut(err.Error(), ": ")
+		return "it has " + detail
+	}
+	return fmt.Sprintf("its bytes are not a valid %s", structure)
 }
 
 // parsePEMPublicKey returns the public key of a PEM block: a PUBLIC KEY

@@ -83,8 +83,8 @@ func newServeCLI() (*cli, *serveFlags) {
 	fs.Var(&f.aik, "aik-handle", "persistent `HANDLE` of the attestation key, the restricted signing key that signs certifications")
 	fs.Var(f.auth, "auth", "auth value of a handle, as `HANDLE=FILE`: the file holds the value, with one trailing newline dropped; HANDLE may also be owner or endorsement; repeat for several")
 	fs.StringVar(&f.admin, "admin", "", "`ADDRESS` of the admin endpoints /metrics, /healthz and /readyz: unix:///PATH or tcp://127.0.0.1:PORT, never vsock; off when empty")
-	fs.DurationVar(&f.commandTimeout, "command-timeout", 30*time.Second, "longest wait for one TPM command, as a `DURATION` such as 30s; a request whose command takes longer fails with 504")
-	fs.DurationVar(&f.shutdownGrace, "shutdown-grace", 10*time.Second, "on SIGTERM or SIGINT, how long requests in flight may take to finish, as a `DURATION`")
+	fs.DurationVar(&f.commandTimeout, "command-timeout", 30*time.Second, "longest wait for one TPM command, as a `DURATION` above 0, such as 30s; a request whose command takes longer fails with 504, and the agent reconnects to the TPM. There is no value for no limit, because the agent would then wait for a hung TPM forever")
+	fs.DurationVar(&f.shutdownGrace, "shutdown-grace", 10*time.Second, "on SIGTERM or SIGINT, how long requests in flight may take to finish, as a `DURATION`; 0 cuts them off at once")
 	fs.Var(f.logLevel, "log-level", "least severe `LEVEL` to log: debug, info, warn or error")
 	fs.Var(f.logFormat, "log-format", "log `FORMAT`: text or json (one JSON object a line, durations as strings such as \"1.5ms\")")
 	fs.StringVar(&f.policyFile, "policy", "", "access policy `FILE` (YAML, see docs/policy.md) that grants each peer operations on handles; without it the built-in policy applies")
@@ -131,31 +131,34 @@ type serveSettings struct {
 }
 
 // parseServe parses the command line and the --config file, and checks
-// every value that can be checked before the TPM is opened.
+// every value that can be checked before the TPM is opened. A mistake in a
+// value that the --config file set names the file and line.
 func parseServe(c *cli, f *serveFlags, args []string) (*serveSettings, error) {
 	if _, err := c.parse(args); err != nil {
 		return nil, err
 	}
+	var config *configLines
 	if f.config != "" {
 		set := make(map[string]bool)
 		c.fs.Visit(func(fl *flag.Flag) { set[fl.Name] = true })
-		if err := applyConfigFile(c.fs, f.config, set); err != nil {
+		var err error
+		if config, err = applyConfigFile(c.fs, f.config, set); err != nil {
 			return nil, err
 		}
 	}
 
 	spec, err := backend.ParseSpec(f.tpm)
 	if err != nil {
-		return nil, err
+		return nil, config.locate("tpm", 0, err)
 	}
-	if err := checkListeners(f.listen.values); err != nil {
+	if err := checkListeners(f.listen.values, config); err != nil {
 		return nil, err
 	}
 	socketGroup := -1
 	if f.socketGroup != "" {
 		socketGroup, err = transport.LookupGroup(f.socketGroup)
 		if err != nil {
-			return nil, fmt.Errorf("invalid --socket-group: %w", err)
+			return nil, config.locate("socket-group", 0, fmt.Errorf("invalid --socket-group: %w", err))
 		}
 	}
 	for _, h := range []struct {
@@ -163,24 +166,32 @@ func parseServe(c *cli, f *serveFlags, args []string) (*serveSettings, error) {
 		h    handleFlag
 	}{{"--ek-handle", f.ek}, {"--aik-handle", f.aik}} {
 		if err := tpm.CheckPersistent("serve", h.flag, uint32(h.h)); err != nil {
-			return nil, fmt.Errorf("invalid %s %s: it is %s, not a persistent key handle; write hex handles with 0x, as 0x81000003", h.flag, tpm.FormatHandle(uint32(h.h)), tpm.HandleType(uint32(h.h)))
+			err = fmt.Errorf("invalid %s %s: it is %s, not a persistent key handle; write hex handles with 0x, as 0x81000003", h.flag, tpm.FormatHandle(uint32(h.h)), tpm.HandleType(uint32(h.h)))
+			return nil, config.locate(h.flag, 0, err)
 		}
 	}
 	if f.admin != "" {
 		network, address, err := admin.ParseAddress(f.admin)
 		if err != nil {
-			return nil, err
+			return nil, config.locate("admin", 0, err)
 		}
 		if l := listenerOn(f.listen.values, network, address); l != "" {
-			return nil, fmt.Errorf("--admin %q and --listen %q name the same socket; give the admin endpoints a socket of their own", f.admin, l)
+			return nil, config.locate("admin", 0, fmt.Errorf("--admin %q and --listen %q name the same socket; give the admin endpoints a socket of their own", f.admin, l))
 		}
 	}
-	if err := f.limits.check(); err != nil {
+	if err := checkPositive("--command-timeout", f.commandTimeout); err != nil {
+		return nil, config.locate("command-timeout", 0, err)
+	}
+	if f.shutdownGrace < 0 {
+		err := fmt.Errorf("invalid --shutdown-grace %s: it must be 0 (cut off requests in flight at once) or more", f.shutdownGrace)
+		return nil, config.locate("shutdown-grace", 0, err)
+	}
+	if err := f.limits.check(config); err != nil {
 		return nil, err
 	}
 	access, err := loadPolicy(f.policyFile)
 	if err != nil {
-		return nil, err
+		return nil, explainPolicyError(err, config)
 	}
 	return &serveSettings{spec: spec, access: access, socketGroup: socketGroup}, nil
 }
@@ -189,7 +200,7 @@ func parseServe(c *cli, f *serveFlags, args []string) (*serveSettings, error) {
 // validated, and what it left out.
 func checkSummary(f *serveFlags, settings *serveSettings) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "configuration and policy are valid: %d listeners (%s)", len(f.listen.values), strings.Join(f.listen.values, ", "))
+	fmt.Fprintf(&b, "configuration and policy are valid: %s (%s)", countOf(len(f.listen.values), "listener", "listeners"), strings.Join(f.listen.values, ", "))
 	if settings.socketGroup >= 0 {
 		fmt.Fprintf(&b, ", socket group %s", f.socketGroup)
 		if gid := strconv.Itoa(settings.socketGroup); gid != f.socketGroup {
@@ -199,7 +210,7 @@ func checkSummary(f *serveFlags, settings *serveSettings) string {
 	if f.admin != "" {
 		fmt.Fprintf(&b, ", admin %s", f.admin)
 	}
-	fmt.Fprintf(&b, ", %d auth values", len(f.auth))
+	fmt.Fprintf(&b, ", %s", countOf(len(f.auth), "auth value", "auth values"))
 	if file, ok := settings.access.(*policy.File); ok {
 		fmt.Fprintf(&b, ", policy %s (%s)", f.policyFile, file.Summary())
 	} else {
@@ -208,29 +219,31 @@ func checkSummary(f *serveFlags, settings *serveSettings) string {
 	if lifted := liftedHandles(settings.access); lifted != "" {
 		fmt.Fprintf(&b, "; the policy leaves out built-in protected handles %s", lifted)
 	}
+	b.WriteString(missingDirectoriesNote(f))
 	fmt.Fprintf(&b, "; the TPM %s was not opened and no socket was bound", settings.spec)
 	return b.String()
 }
 
 // checkListeners parses every --listen value and rejects two listeners on
 // one address, or two Unix listeners with one VM name, which would make two
-// VMs one peer for the access policy and the limits.
-func checkListeners(values []string) error {
+// VMs one peer for the access policy and the limits. A mistake in a value
+// of the --config file names its line.
+func checkListeners(values []string, config *configLines) error {
 	addresses := make(map[string]string)
 	vms := make(map[string]string)
-	for _, l := range values {
+	for i, l := range values {
 		a, err := transport.ParseAddress(l)
 		if err != nil {
-			return err
+			return config.locate("listen", i, err)
 		}
 		key := a.Network + " " + a.Path + a.HostPort + fmt.Sprintf(" %d:%d", a.CID, a.Port)
 		if first, dup := addresses[key]; dup {
-			return fmt.Errorf("--listen %q and %q name the same address; give each listener once", first, l)
+			return config.locate("listen", i, fmt.Errorf("--listen %q and %q name the same address; give each listener once", first, l))
 		}
 		addresses[key] = l
 		if a.VM != "" {
 			if first, dup := vms[a.VM]; dup {
-				return fmt.Errorf("--listen %q and %q both name VM %q; each VM needs a name of its own, so that the access policy and the limits tell them apart", first, l, a.VM)
+				return config.locate("listen", i, fmt.Errorf("--listen %q and %q both name VM %q; each VM needs a name of its own, so that the access policy and the limits tell them apart", first, l, a.VM))
 			}
 			vms[a.VM] = l
 		}

@@ -126,8 +126,8 @@ func TestServeCheckMissingTPMDevice(t *testing.T) {
 	if r.code != exitOK {
 		t.Fatalf("exit status %d; want %d\n%s", r.code, exitOK, r.stderr)
 	}
-	if !strings.Contains(r.stdout, "1 listeners") {
-		t.Errorf("output %q does not count the listener", r.stdout)
+	if !strings.Contains(r.stdout, "valid: 1 listener (unix://") {
+		t.Errorf("output %q does not count the listener in the singular", r.stdout)
 	}
 	if !strings.Contains(r.stdout, "built-in policy") {
 		t.Errorf("output %q does not name the built-in policy", r.stdout)
@@ -313,5 +313,128 @@ func TestServeCheckNamesLiftedHandles(t *testing.T) {
 	}
 	if want := "; the policy leaves out built-in protected handles 0x01600000;"; !strings.Contains(r.stdout, want) {
 		t.Errorf("--check printed %q; want it to contain %q", r.stdout, want)
+	}
+}
+
+// TestServeConfigNamesLine checks that a mistake in a value of a --config
+// file names the file and the line of the value, also when it is found
+// after the file is applied.
+func TestServeConfigNamesLine(t *testing.T) {
+	cases := []struct {
+		name    string
+		content string
+		want    string
+	}{
+		{"non-loopback listen", "tpm: simulator\nlisten:\n  - unix:///run/vcomlink/a.sock\n  - tcp://0.0.0.0:9000\n",
+			`config.yaml:4: listen address "tcp://0.0.0.0:9000" is not a loopback address`},
+		{"listen in same VM", "listen:\n  - unix:///run/vcomlink/a.sock?vm=x\n  - unix:///run/vcomlink/b.sock?vm=x\n", `config.yaml:3: --listen`},
+		{"missing policy file", "tpm: simulator\npolicy: /nonexistent/policy.yaml\n",
+			"config.yaml:2: read the access policy: open /nonexistent/policy.yaml: no such file or directory; write the policy file (docs/policy.md describes it), or remove the policy setting"},
+		{"YAML syntax", "tpm: [unclosed\n", "config.yaml:1: invalid YAML: did not find expected ',' or ']'"},
+		{"relative TPM path", "rate: 5\ntpm: relative/tpm\n", "config.yaml:2: "},
+		{"zero command timeout", "tpm: simulator\ncommand-timeout: 0s\n", "config.yaml:2: invalid --command-timeout 0s"},
+		{"negative shutdown grace", "shutdown-grace: -1s\n", "config.yaml:1: invalid --shutdown-grace -1s"},
+		{"zero burst", "tpm: simulator\nburst: 0\n", "config.yaml:2: invalid --burst 0"},
+		{"NV index as EK", "ek-handle: 0x01c00002\n", "config.yaml:1: invalid --ek-handle 0x01c00002"},
+		{"vsock admin", "tpm: simulator\nadmin: vsock://:2001\n", "config.yaml:2: "},
+		{"unknown socket group", "socket-group: no-such-group-vcomlink\n", `config.yaml:1: invalid --socket-group`},
+	}
+	for _, c := range cases {
+		config := filepath.Join(t.TempDir(), "config.yaml")
+		writeTestFile(t, config, c.content)
+		r := runCheck("--config", config)
+		if r.code != exitUsage {
+			t.Errorf("%s: exit status %d; want %d", c.name, r.code, exitUsage)
+		}
+		if want := config[:len(config)-len("config.yaml")] + c.want; !strings.Contains(r.stderr, want) {
+			t.Errorf("%s: error %q does not contain %q", c.name, r.stderr, want)
+		}
+	}
+}
+
+// TestServeCommandLineNamesNoLine checks that a mistake in a flag that the
+// command line set, over a --config file that sets the flag too, names no
+// line of the file.
+func TestServeCommandLineNamesNoLine(t *testing.T) {
+	config := filepath.Join(t.TempDir(), "config.yaml")
+	writeTestFile(t, config, "burst: 5\npolicy: /nonexistent/file.yaml\n")
+	r := runCheck("--config", config, "--burst", "0", "--policy", "")
+	if r.code != exitUsage {
+		t.Errorf("exit status %d; want %d", r.code, exitUsage)
+	}
+	if !strings.Contains(r.stderr, "invalid --burst 0") {
+		t.Errorf("error %q does not name --burst", r.stderr)
+	}
+	if strings.Contains(r.stderr, "config.yaml:") {
+		t.Errorf("error %q names a line of the file, which the command line overrode", r.stderr)
+	}
+
+	r = runCheck("--policy", "/nonexistent/file.yaml")
+	if want := "or leave out --policy to use the built-in policy"; !strings.Contains(r.stderr, want) {
+		t.Errorf("error %q does not contain %q", r.stderr, want)
+	}
+}
+
+// TestServeCheckNotesMissingDirectory checks that --check passes a Unix
+// listener and an admin socket whose directories do not exist, because
+// systemd may create them at start, and names each directory once in a
+// note.
+func TestServeCheckNotesMissingDirectory(t *testing.T) {
+	dir := shortTempDir(t)
+	missing := filepath.Join(dir, "missing")
+	other := filepath.Join(dir, "other")
+	r := runCheck("--tpm", "simulator",
+		"--listen", "unix://"+filepath.Join(missing, "vm1.sock")+"?vm=vm1",
+		"--listen", "unix://"+filepath.Join(missing, "vm2.sock")+"?vm=vm2",
+		"--listen", "unix://"+filepath.Join(dir, "vm3.sock")+"?vm=vm3",
+		"--admin", "unix://"+filepath.Join(other, "admin.sock"))
+	if r.code != exitOK {
+		t.Fatalf("exit status %d; want %d\n%s", r.code, exitOK, r.stderr)
+	}
+	want := "; the socket directories " + missing + ", " + other + " do not exist yet, so create them before the agent starts;"
+	if !strings.Contains(r.stdout, want) {
+		t.Errorf("output %q does not contain %q", r.stdout, want)
+	}
+	if _, err := os.Stat(missing); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("--check created %s (%v)", missing, err)
+	}
+
+	r = runCheck("--tpm", "simulator", "--listen", "unix://"+filepath.Join(dir, "vm.sock"))
+	if strings.Contains(r.stdout, "does not exist") || strings.Contains(r.stdout, "do not exist") {
+		t.Errorf("output %q notes a directory that exists", r.stdout)
+	}
+
+	// The systemd unit creates /run/vcomlink, which a host without the
+	// unit running lacks.
+	if _, err := os.Stat("/run/vcomlink"); err == nil {
+		return
+	}
+	r = runCheck("--tpm", "simulator", "--listen", "unix:///run/vcomlink/vm.sock")
+	if want := "; the socket directory /run/vcomlink does not exist yet, so create it before the agent starts (the systemd unit vcomlink.service creates /run/vcomlink at start);"; !strings.Contains(r.stdout, want) {
+		t.Errorf("output %q does not contain %q", r.stdout, want)
+	}
+}
+
+// TestServeCheckCountsAuthValues checks the count of --auth values in the
+// singular and the plural.
+func TestServeCheckCountsAuthValues(t *testing.T) {
+	dir := t.TempDir()
+	owner := writeTemp(t, dir, "owner.auth", []byte("secret\n"))
+	key := writeTemp(t, dir, "key.auth", []byte("secret\n"))
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{nil, ", 0 auth values,"},
+		{[]string{"--auth", "owner=" + owner}, ", 1 auth value,"},
+		{[]string{"--auth", "owner=" + owner, "--auth", "0x81000005=" + key}, ", 2 auth values,"},
+	} {
+		r := runCheck(append([]string{"--tpm", "simulator", "--listen", "unix:///run/vcomlink/v.sock"}, c.args...)...)
+		if r.code != exitOK {
+			t.Fatalf("%q: exit status %d; want %d\n%s", c.args, r.code, exitOK, r.stderr)
+		}
+		if !strings.Contains(r.stdout, c.want) {
+			t.Errorf("%q: output %q does not contain %q", c.args, r.stdout, c.want)
+		}
 	}
 }

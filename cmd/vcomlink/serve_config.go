@@ -5,7 +5,8 @@ import (
 	"flag"
 	"fmt"
 	"os"
-	"time"
+	"strconv"
+	"strings"
 
 	"gopkg.in/yaml.v3"
 )
@@ -19,25 +20,54 @@ type repeatable interface {
 func (*stringList) repeatable() {}
 func (authFlag) repeatable()    {}
 
+// configLines records the lines of a --config file that set flags, so
+// that a mistake found after the file is applied names its line. A nil
+// *configLines means that there is no --config file.
+type configLines struct {
+	path  string
+	lines map[string][]int // by flag name, the line of each value, in order
+}
+
+// locate returns err prefixed with the file and line that set value i of
+// flag, a name with or without its dashes. It returns err unchanged when
+// no file set that value, as when the command line set the flag.
+func (c *configLines) locate(flag string, i int, err error) error {
+	if c == nil || err == nil {
+		return err
+	}
+	lines := c.lines[strings.TrimPrefix(flag, "--")]
+	if i >= len(lines) {
+		return err
+	}
+	return fmt.Errorf("%s:%d: %w", c.path, lines[i], err)
+}
+
+// setBy reports whether the file set flag.
+func (c *configLines) setBy(flag string) bool {
+	return c != nil && len(c.lines[strings.TrimPrefix(flag, "--")]) > 0
+}
+
 // applyConfigFile sets the flags that the YAML file at path names, except
 // those in set, which the command line set. The file is a mapping from flag
 // names without dashes to a value, or to a list of values for a repeatable
-// flag. A mistake names the file and line.
-func applyConfigFile(fs *flag.FlagSet, path string, set map[string]bool) error {
+// flag. A mistake names the file and line, and so can a later check of a
+// value with the lines that applyConfigFile returns.
+func applyConfigFile(fs *flag.FlagSet, path string, set map[string]bool) (*configLines, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
-		return fmt.Errorf("read --config file: %w", err)
+		return nil, fmt.Errorf("read --config file: %w", err)
 	}
 	var doc yaml.Node
 	if err := yaml.Unmarshal(data, &doc); err != nil {
-		return fmt.Errorf("%s: %v", path, err)
+		return nil, yamlSyntaxError(path, err)
 	}
+	applied := &configLines{path: path, lines: make(map[string][]int)}
 	if len(doc.Content) == 0 {
-		return nil
+		return applied, nil
 	}
 	root := doc.Content[0]
 	if root.Kind != yaml.MappingNode {
-		return fmt.Errorf("%s:%d: the file must be a mapping from flag names to values, such as \"tpm: /dev/tpmrm0\"", path, root.Line)
+		return nil, fmt.Errorf("%s:%d: the file must be a mapping from flag names to values, such as \"tpm: /dev/tpmrm0\"", path, root.Line)
 	}
 
 	seen := make(map[string]int)
@@ -45,72 +75,70 @@ func applyConfigFile(fs *flag.FlagSet, path string, set map[string]bool) error {
 		key, value := root.Content[i], root.Content[i+1]
 		name := key.Value
 		if line, dup := seen[name]; dup {
-			return fmt.Errorf("%s:%d: %q is set again; it was set on line %d", path, key.Line, name, line)
+			return nil, fmt.Errorf("%s:%d: %q is set again; it was set on line %d", path, key.Line, name, line)
 		}
 		seen[name] = key.Line
 
 		if name == "check" {
-			return fmt.Errorf("%s:%d: \"check\" may be given only on the command line, because a file that sets it would stop vcomlink serve from serving", path, key.Line)
+			return nil, fmt.Errorf("%s:%d: \"check\" may be given only on the command line, because a file that sets it would stop vcomlink serve from serving", path, key.Line)
 		}
 		fl := fs.Lookup(name)
 		if fl == nil || name == "config" {
-			return fmt.Errorf("%s:%d: unknown setting %q; the settings are the flags of vcomlink serve without their dashes (see vcomlink serve --help)", path, key.Line, name)
+			return nil, fmt.Errorf("%s:%d: unknown setting %q; the settings are the flags of vcomlink serve without their dashes (see vcomlink serve --help)", path, key.Line, name)
 		}
-		values, err := configValues(fl, value)
+		items, err := configValues(fl, value)
 		if err != nil {
-			return fmt.Errorf("%s:%d: %s: %v", path, value.Line, name, err)
+			return nil, fmt.Errorf("%s:%d: %s: %v", path, value.Line, name, err)
 		}
 		if set[name] {
 			continue
 		}
-		for _, v := range values {
-			if err := fl.Value.Set(v); err != nil {
-				return fmt.Errorf("%s:%d: invalid %s %q: %v", path, value.Line, name, v, explainValueError(fl, err))
+		for _, item := range items {
+			if err := fl.Value.Set(item.Value); err != nil {
+				return nil, fmt.Errorf("%s:%d: invalid %s %q: %v", path, item.Line, name, item.Value, explainValueError(fl, item.Value, err))
 			}
+			applied.lines[name] = append(applied.lines[name], item.Line)
 		}
 	}
-	return nil
+	return applied, nil
 }
 
-// configValues returns the values of one setting: one scalar, or a list of
-// scalars for a repeatable flag.
-func configValues(fl *flag.Flag, node *yaml.Node) ([]string, error) {
+// yamlSyntaxError writes an error of the YAML parser, such as "yaml: line
+// 3: did not find expected key", in the FILE:LINE: form of the other
+// mistakes in a --config file.
+//
+// NOTE: gopkg.in/yaml.v3 v3.0.1 reports some syntax errors, such as an
+// unclosed bracket, one line before the line that holds the mistake.
+func yamlSyntaxError(path string, err error) error {
+	message := strings.TrimPrefix(err.Error(), "yaml: ")
+	if rest, ok := strings.CutPrefix(message, "line "); ok {
+		number, text, _ := strings.Cut(rest, ": ")
+		if line, convErr := strconv.Atoi(number); convErr == nil && text != "" {
+			return fmt.Errorf("%s:%d: invalid YAML: %s", path, line, text)
+		}
+	}
+	return fmt.Errorf("%s: invalid YAML: %s", path, message)
+}
+
+// configValues returns the scalar nodes of one setting: one scalar, or a
+// list of scalars for a repeatable flag.
+func configValues(fl *flag.Flag, node *yaml.Node) ([]*yaml.Node, error) {
 	switch node.Kind {
 	case yaml.ScalarNode:
-		return []string{node.Value}, nil
+		return []*yaml.Node{node}, nil
 	case yaml.SequenceNode:
 		if _, ok := fl.Value.(repeatable); !ok {
 			return nil, errors.New("takes one value, not a list")
 		}
-		var values []string
 		for _, item := range node.Content {
 			if item.Kind != yaml.ScalarNode {
 				return nil, fmt.Errorf("line %d: each item must be a single value", item.Line)
 			}
-			values = append(values, item.Value)
 		}
-		if len(values) == 0 {
+		if len(node.Content) == 0 {
 			return nil, errors.New("the list is empty")
 		}
-		return values, nil
+		return node.Content, nil
 	}
 	return nil, errors.New("must be a value or a list of values")
-}
-
-// explainValueError rewords package flag's bare "parse error" for the flag
-// types whose syntax a config file writer may not know.
-func explainValueError(fl *flag.Flag, err error) error {
-	getter, ok := fl.Value.(flag.Getter)
-	if !ok {
-		return err
-	}
-	switch getter.Get().(type) {
-	case time.Duration:
-		return errors.New("a duration needs a unit, such as 10s or 1m")
-	case int:
-		return errors.New("it must be a whole number")
-	case float64:
-		return errors.New("it must be a number, such as 100 or 0.5")
-	}
-	return err
 }

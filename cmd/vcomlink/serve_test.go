@@ -168,7 +168,7 @@ func TestServeUsageErrorsOnStandardError(t *testing.T) {
 		want string
 	}{
 		{[]string{"serve", "--admin", "vsock://:2001"}, "guests must never reach the admin endpoints"},
-		{[]string{"serve", "--admin", "tcp://0.0.0.0:9100"}, "not a loopback address"},
+		{[]string{"serve", "--admin", "tcp://0.0.0.0:9100"}, "not a loopback address; the admin endpoints are for the host only, so use unix:///PATH or tcp://127.0.0.1:PORT, and reach them from another host through a proxy on this host"},
 		{[]string{"serve", "--no-such-flag"}, "--no-such-flag"},
 		{[]string{"serve", "--ek-handle", "0x01c00002"}, "not a persistent key handle"},
 		{[]string{"serve", "--listen", "unix:///tmp/a.sock?vm=x", "--listen", "unix:///tmp/b.sock?vm=x"}, `both name VM "x"`},

@@ -75,8 +75,12 @@ func runVerifyCertify(args []string, stdout, stderr io.Writer) int {
 			fmt.Fprintf(stderr, "vcomlink verify-certify: note: %s is a PEM key, so its restricted attribute and scheme were not checked\n", *aikPath)
 		}
 
-		fmt.Fprintf(stdout, "verified: the attestation key certified %s with the Name %x and the nonce %x\n",
-			describeKey(certified.PublicKey), certified.Name, certified.ExtraData)
+		nonceText := "no nonce"
+		if len(certified.ExtraData) > 0 {
+			nonceText = fmt.Sprintf("the nonce %x", certified.ExtraData)
+		}
+		fmt.Fprintf(stdout, "verified: the attestation key certified %s with the Name %x and %s\n",
+			describeKey(certified.PublicKey), certified.Name, nonceText)
 		if *keyOut != "" {
 			if err := writeCertifiedKey(*keyOut, certified); err != nil {
 				return &keyOutError{err}
