@@ -326,7 +326,9 @@ func (w *responseWriter) SetWriteDeadline(t time.Time) error {
 // response, and reports whether the connection can carry another request.
 func (w *responseWriter) finish(req *http.Request, body *countingBody) bool {
 	c := w.conn
-	keep := !req.Close && w.header.Get("Connection") != "close"
+	// A response written once Shutdown has begun closes its connection, so
+	// that the guest does not send another request on it.
+	keep := !req.Close && w.header.Get("Connection") != "close" && !c.s.draining.Load()
 	// The rest of a body that has arrived is skipped, and the connection
 	// kept. A body that is still on its way, as a refused request's may
 	// be, is not waited for: the response goes out at once, and the

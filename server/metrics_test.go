@@ -171,8 +171,12 @@ func TestShutdownDrains(t *testing.T) {
 	if err := sw.Resume(); err != nil {
 		t.Fatal(err)
 	}
-	if r := <-inFlight; r.status != http.StatusOK {
+	r := <-inFlight
+	if r.status != http.StatusOK {
 		t.Errorf("request in flight at the shutdown: status %d (%s); want 200", r.status, r.body)
+	}
+	if !r.close {
+		t.Errorf("request in flight at the shutdown: the response keeps the connection open; want Connection: close")
 	}
 	if err := <-shutdown; err != nil {
 		t.Errorf("Shutdown: %v", err)

@@ -42,6 +42,7 @@ type response struct {
 	status int
 	header http.Header
 	body   []byte
+	close  bool // the response closes the connection
 }
 
 func (a *agent) do(t *testing.T, method, path string, body []byte) response {
@@ -59,7 +60,7 @@ func (a *agent) do(t *testing.T, method, path string, body []byte) response {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return response{rsp.StatusCode, rsp.Header, data}
+	return response{rsp.StatusCode, rsp.Header, data, rsp.Close}
 }
 
 func (a *agent) post(t *testing.T, path string, m proto.Message) response {
@@ -391,5 +392,5 @@ func (a *agent) postNoFatal(path string, m proto.Message) response {
 	}
 	defer rsp.Body.Close()
 	data, _ := io.ReadAll(rsp.Body)
-	return response{rsp.StatusCode, rsp.Header, data}
+	return response{rsp.StatusCode, rsp.Header, data, rsp.Close}
 }
