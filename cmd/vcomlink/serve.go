@@ -95,6 +95,13 @@ func newServeCLI() (*cli, *serveFlags) {
 }
 
 func runServe(args []string, stdout, stderr io.Writer) int {
+	// SIGHUP ends a process that does not catch it, so it is caught before
+	// anything else: a reload sent while the agent starts waits for the
+	// policy to be in force.
+	hangups := make(chan os.Signal, 1)
+	signal.Notify(hangups, syscall.SIGHUP)
+	defer signal.Stop(hangups)
+
 	c, f := newServeCLI()
 	settings, err := parseServe(c, f, args)
 	if errors.Is(err, flag.ErrHelp) {
@@ -115,7 +122,7 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stdout, checkSummary(f, settings))
 		return exitOK
 	}
-	if err := serve(f, settings, log); err != nil {
+	if err := serve(f, settings, log, hangups); err != nil {
 		log.Error("vcomlink failed", "err", err)
 		return exitFailure
 	}
@@ -268,13 +275,10 @@ func listenerOn(values []string, network, address string) string {
 
 // serve runs the agent until SIGTERM or SIGINT. A signal during start-up
 // stops it before it serves.
-func serve(f *serveFlags, settings *serveSettings, log *slog.Logger) error {
+func serve(f *serveFlags, settings *serveSettings, log *slog.Logger, hangups <-chan os.Signal) error {
 	signals := make(chan os.Signal, 1)
 	signal.Notify(signals, syscall.SIGTERM, syscall.SIGINT)
 	defer signal.Stop(signals)
-	hangups := make(chan os.Signal, 1)
-	signal.Notify(hangups, syscall.SIGHUP)
-	defer signal.Stop(hangups)
 
 	log.Info("vcomlink starting", "version", versionString(), "tpm", settings.spec.String(), "pid", os.Getpid())
 	a, err := startAgent(f, settings, log)
@@ -298,7 +302,7 @@ func serve(f *serveFlags, settings *serveSettings, log *slog.Logger) error {
 	if a.admin != nil {
 		go func() { errs <- a.admin.serve() }()
 	}
-	log.Info("vcomlink serving", "listen", strings.Join(f.listen.values, " "), "socket_group", f.socketGroup, "admin", f.admin, "policy", policyName(f.policyFile))
+	log.Info("vcomlink serving", "listen", f.listen.values, "socket_group", f.socketGroup, "admin", f.admin, "policy", policyName(f.policyFile))
 	warnLifted(log, settings.access, f.policyFile)
 	warnVMMismatches(log, settings.access, f.listen.values)
 
