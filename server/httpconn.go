@@ -120,14 +120,8 @@ func (s *Server) serveConn(rwc net.Conn) {
 func (c *conn) serveRequest(wait time.Duration) bool {
 	s := c.s
 	s.setIdle(c, true)
-	if pause := s.rates.paused(c.info.peer.ID(), time.Now()); pause > 0 {
-		t := time.NewTimer(pause)
-		select {
-		case <-t.C:
-		case <-s.stop:
-			t.Stop()
-			return false
-		}
+	if pause := s.rates.paused(c.info.peer.ID(), time.Now()); pause > 0 && !c.pause(pause) {
+		return false
 	}
 	c.rwc.SetReadDeadline(time.Now().Add(wait))
 	if _, err := c.br.Peek(1); err != nil {
@@ -212,6 +206,28 @@ func (b *countingBody) unread(req *http.Request) int64 {
 		return req.ContentLength - b.n
 	}
 	return -1
+}
+
+// pause waits d before the connection reads its next request, and reports
+// false if the guest closed the connection meanwhile, so that it stops
+// counting against the peer's connection limit at once, or the server shut
+// down. Bytes of a next request that arrive meanwhile stay in the buffer.
+func (c *conn) pause(d time.Duration) bool {
+	end := time.Now().Add(d)
+	c.rwc.SetReadDeadline(end)
+	if _, err := c.br.Peek(1); err != nil && !errors.Is(err, os.ErrDeadlineExceeded) {
+		return false
+	}
+	if rest := time.Until(end); rest > 0 {
+		t := time.NewTimer(rest)
+		defer t.Stop()
+		select {
+		case <-t.C:
+		case <-c.s.stop:
+			return false
+		}
+	}
+	return true
 }
 
 // watchHangup watches the connection while its request waits in the TPM's

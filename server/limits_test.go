@@ -470,3 +470,32 @@ func TestWaitOutlastsBodyTimeout(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestPausedConnectionClosedByGuest checks that a connection the guest
+// closes during the pause after a 429 stops counting against the peer's
+// connection limit before the pause ends.
+func TestPausedConnectionClosedByGuest(t *testing.T) {
+	a := startAgentWith(t, func(c *Config) {
+		c.RequestRate = 0.01
+		c.RequestBurst = 1
+	})
+	a.mustServe(t, "within the burst")
+	a.client.CloseIdleConnections()
+	waitFor(t, "the client's connection closes", func() bool { return a.srv.openConns() == 0 })
+
+	c := a.dial(t)
+	br := bufio.NewReader(c)
+	if _, err := c.Write(rawRequest(vcom.PathGetPub, mustMarshal(t, &vcom.TpmRequestGetPub{Index: vcom.HandleAIK}))); err != nil {
+		t.Fatal(err)
+	}
+	rsp, _ := readResponse(t, c, br)
+	if rsp.StatusCode != http.StatusTooManyRequests {
+		t.Fatalf("request over the rate: status %d; want 429", rsp.StatusCode)
+	}
+	pauseEnd := time.Now().Add(maxPause)
+	c.Close()
+	waitFor(t, "the closed connection is released", func() bool { return a.srv.openConns() == 0 })
+	if time.Now().After(pauseEnd) {
+		t.Errorf("the connection closed by the guest was released only after the pause of %s", maxPause)
+	}
+}
