@@ -369,8 +369,21 @@ func TestParseRejectsAliasExpansion(t *testing.T) {
 		b.WriteString("]\n")
 	}
 	_, err := Parse([]byte(b.String()))
-	if err == nil || !strings.Contains(err.Error(), "more than 100000 YAML nodes once its aliases are expanded") {
+	if err == nil || !strings.Contains(err.Error(), "the policy's aliases expand to more than 100000 YAML nodes") {
 		t.Errorf("Parse of nested aliases = %v; want an error about their expansion", err)
+	}
+
+	// A large file without aliases is fine.
+	var flat strings.Builder
+	flat.WriteString("default: []\npeers:\n")
+	for i := range 8000 {
+		fmt.Fprintf(&flat, "  \"cid:%d\":\n    - ops: [getpub, sign, readnv]\n      handles: [0x81000003, 0x81000005, 0x01c00002, 0x81000010-0x81000020]\n", i+3)
+	}
+	if _, err := Parse([]byte(flat.String())); err != nil {
+		t.Errorf("Parse of %d bytes without aliases: %v", flat.Len(), err)
+	}
+	if flat.Len() > maxFileSize {
+		t.Errorf("the file without aliases is %d bytes, over the %d that LoadFile reads", flat.Len(), maxFileSize)
 	}
 
 	// One alias used a few times is fine.

@@ -93,10 +93,19 @@ func readPolicyFile(path string) ([]byte, error) {
 	return data, nil
 }
 
-// maxExpandedNodes is the most YAML nodes that a policy may have once its
-// aliases are expanded, so that a few nested aliases cannot make the
-// agent build a policy of gigabytes.
-const maxExpandedNodes = 100000
+// maxAliasNodes is the most YAML nodes that a policy's aliases may add
+// once they are expanded, so that a few nested aliases cannot make the
+// agent build a policy of gigabytes. A file without aliases adds none.
+const maxAliasNodes = 100000
+
+// plainSize returns the number of nodes of n, without expanding aliases.
+func plainSize(n *yaml.Node) int {
+	size := 1
+	for _, c := range n.Content {
+		size += plainSize(c)
+	}
+	return size
+}
 
 // expandedSize returns the number of nodes of n with its aliases
 // expanded, counting at most up to limit.
@@ -151,8 +160,8 @@ func Parse(data []byte) (*File, error) {
 		return nil, errorAt(&extra, "the file holds a second YAML document; write the whole policy as one document")
 	}
 
-	if expandedSize(&doc, make(map[*yaml.Node]int), maxExpandedNodes) > maxExpandedNodes {
-		return nil, &FileError{Msg: fmt.Sprintf("the policy has more than %d YAML nodes once its aliases are expanded; write it with fewer nested aliases", maxExpandedNodes)}
+	if limit := plainSize(&doc) + maxAliasNodes; expandedSize(&doc, make(map[*yaml.Node]int), limit) > limit {
+		return nil, &FileError{Msg: fmt.Sprintf("the policy's aliases expand to more than %d YAML nodes; write it with fewer nested aliases", maxAliasNodes)}
 	}
 	root := resolve(doc.Content[0])
 	if root.Kind != yaml.MappingNode {
