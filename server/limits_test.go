@@ -394,7 +394,7 @@ func TestRefusalLogLimited(t *testing.T) {
 		t.Errorf("log has %d lines with the count of 56 refusals left out; want 1:\n%s", len(lines), a.log)
 	}
 	// The 49 repeats and the last 7 handles, which had no line of their own.
-	omitted := `refusals="403 sign 0x81000003: 49, 403 sign 0x81000019: 1, 403 sign 0x8100001a: 1, 403 sign 0x8100001b: 1, ` +
+	omitted := `omitted="403 sign 0x81000003: 49, 403 sign 0x81000019: 1, 403 sign 0x8100001a: 1, 403 sign 0x8100001b: 1, ` +
 		`403 sign 0x8100001c: 1, 403 sign 0x8100001d: 1, 403 sign 0x8100001e: 1, 403 sign 0x8100001f: 1"`
 	if lines := a.log.lines("further refusals were not logged", omitted); len(lines) != 1 {
 		t.Errorf("the count line does not name the refusals left out as %s:\n%s", omitted, a.log)

@@ -86,7 +86,7 @@ func (l *refusalLog) flush() {
 	for _, id := range ids {
 		p := peers[id]
 		l.log.Warn(l.summary, "peer", id, "count", p.omitted, "interval", l.interval,
-			"refusals", p.describeOmitted())
+			"omitted", p.describeOmitted())
 	}
 }
 

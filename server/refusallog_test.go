@@ -30,7 +30,7 @@ func TestRefusalLogNamesWhatItLeftOut(t *testing.T) {
 	}
 	l.flush()
 
-	want := `count=50 interval=1m0s refusals="403 readnv 0x0100000a: 2, 403 readnv 0x0100000b: 2, ` +
+	want := `count=50 interval=1m0s omitted="403 readnv 0x0100000a: 2, 403 readnv 0x0100000b: 2, ` +
 		`403 readnv 0x0100000c: 2, 403 readnv 0x0100000d: 2, 403 readnv 0x0100000e: 2, ` +
 		`403 readnv 0x0100000f: 2, 403 readnv 0x01000010: 2, 403 readnv 0x01000011: 2, and 34 others"`
 	if !strings.Contains(out.String(), want) {
