@@ -159,6 +159,7 @@ var commandNames = map[tpm2.TPMCC]string{
 	tpm2.TPMCCCertify:            "Certify",
 	tpm2.TPMCCFlushContext:       "FlushContext",
 	tpm2.TPMCCGetCapability:      "GetCapability",
+	tpm2.TPMCCGetRandom:          "GetRandom",
 	tpm2.TPMCCHash:               "Hash",
 	tpm2.TPMCCHashSequenceStart:  "HashSequenceStart",
 	tpm2.TPMCCNVRead:             "NV_Read",

@@ -259,3 +259,30 @@ func TestOversizedCredentialInjectsNothing(t *testing.T) {
 		t.Errorf("oversized credentials caused error lines:\n%s", logs)
 	}
 }
+
+// TestCredentialForAnotherTPM sends activatecred a credential whose seed
+// no EK of this TPM encrypted. swtpm answers such a secret with
+// TPM_RC_FAILURE, not a parameter error, and the guest must still get
+// 400: the TPM has not failed.
+func TestCredentialForAnotherTPM(t *testing.T) {
+	sw := swtpmtest.Start(t)
+	logs := &logBuffer{}
+	a := newLoggedAgent(t, startSocketService(t, sw.SocketPath, logs, 5*time.Second), logs, nil)
+
+	secret := make([]byte, 2+256)
+	secret[0], secret[1] = 1, 0
+	rand.Read(secret[2:])
+	cred := make([]byte, 2+68)
+	cred[1] = 68
+	cred[2], cred[3] = 0, 32
+	rand.Read(cred[4:])
+	cred[36], cred[37] = 0, 32
+	for range 3 {
+		r := a.post(t, vcom.PathActivateCredential, &vcom.TpmRequestGeneratedCred{AikIndex: vcom.HandleAIK, Cred: cred, Secret: secret})
+		checkError(t, "credential for another TPM", r, http.StatusBadRequest, "the TPM rejected the credential")
+	}
+	a.mustServe(t, "after the rejected credentials")
+	if lines := logs.lines("level=ERROR"); len(lines) != 0 {
+		t.Errorf("rejected credentials caused error lines:\n%s", logs)
+	}
+}

@@ -101,7 +101,7 @@ func (s *Service) ActivateCredential(ctx context.Context, peer string, aik uint3
 			Secret:         tpm2.TPM2BEncryptedSecret{Buffer: secretBody},
 		}.Execute(t)
 		if err != nil {
-			return activationError(op, aik, err)
+			return activationError(t, op, aik, err)
 		}
 		recovered = rsp.CertInfo.Buffer
 		return nil
@@ -183,12 +183,24 @@ func unwrap2B(op string, h uint32, field, structure string, b []byte) ([]byte, e
 // the credential blob (parameter 1) or the encrypted seed (parameter 2)
 // when the credential was made for another EK or another key's name, or
 // was damaged on the way, and names only a response code.
-func activationError(op string, aik uint32, err error) error {
+//
+// swtpm (libtpms) answers a secret that the EK cannot decrypt with
+// TPM_RC_FAILURE, the code of a TPM in failure mode. When the TPM then runs
+// GetRandom, which a TPM in failure mode refuses (TPM 2.0 Part 1, failure
+// mode allows only GetTestResult and GetCapability), it has not failed, and
+// the credential is the cause.
+func activationError(t transport.TPM, op string, aik uint32, err error) error {
+	rejected := &Error{Op: op, Handle: aik, Class: ErrInvalid, Err: err,
+		Msg: "the TPM rejected the credential: it was not made for this TPM's EK and this key's name, or it was damaged; make it with the ek and aik_name that activatecredparams returns"}
 	var fmt1 tpm2.TPMFmt1Error
 	if errors.As(err, &fmt1) {
 		if isParam, index := fmt1.Parameter(); isParam && (index == 1 || index == 2) {
-			return &Error{Op: op, Handle: aik, Class: ErrInvalid, Err: err,
-				Msg: "the TPM rejected the credential: it was not made for this TPM's EK and this key's name, or it was damaged; make it with the ek and aik_name that activatecredparams returns"}
+			return rejected
+		}
+	}
+	if errors.Is(err, tpm2.TPMRCFailure) {
+		if _, probeErr := (tpm2.GetRandom{BytesRequested: 1}).Execute(t); probeErr == nil {
+			return rejected
 		}
 	}
 	return tpmError(op, aik, "ActivateCredential", err)

@@ -334,6 +334,32 @@ func TestActivateCredentialPolicyEK(t *testing.T) {
 	}
 }
 
+func TestActivateCredentialFailureCode(t *testing.T) {
+	tt := simtest.Start(t)
+	s := newService(t, tt, nil)
+	cred, enc := makeCredential(t, tt.Result.EK.Public, tt.Result.AIK.Name, []byte("secret"))
+
+	// TPM_RC_FAILURE for the credential alone, as swtpm gives for a seed
+	// it cannot decrypt: the credential is rejected.
+	tt.Fail(tpm2.TPMCCActivateCredential, tpm2.TPMRCFailure)
+	_, err := s.ActivateCredential(context.Background(), peer, vcom.HandleAIK, cred, enc)
+	if !errors.Is(err, ErrInvalid) {
+		t.Errorf("TPM_RC_FAILURE from ActivateCredential alone: error = %v; want ErrInvalid", err)
+	}
+
+	// A TPM in failure mode refuses GetRandom too: the TPM has failed.
+	tt.Fail(tpm2.TPMCCGetRandom, tpm2.TPMRCFailure)
+	_, err = s.ActivateCredential(context.Background(), peer, vcom.HandleAIK, cred, enc)
+	if !errors.Is(err, ErrTPM) {
+		t.Errorf("TPM_RC_FAILURE from a TPM in failure mode: error = %v; want ErrTPM", err)
+	}
+	tt.Fail(tpm2.TPMCCActivateCredential, 0)
+	tt.Fail(tpm2.TPMCCGetRandom, 0)
+	if _, err := s.ActivateCredential(context.Background(), peer, vcom.HandleAIK, cred, enc); err != nil {
+		t.Errorf("ActivateCredential after the failures: %v", err)
+	}
+}
+
 // TestRecoversFromLeakedSessions fills the TPM's session slots from
 // outside the agent's operations, as a leak would, and checks that the
 // operation that meets the full TPM flushes them, so that the next one
