@@ -124,7 +124,8 @@ func (c *conn) serveRequest(wait time.Duration) bool {
 		return false
 	}
 	c.rwc.SetReadDeadline(time.Now().Add(wait))
-	if _, err := c.br.Peek(1); err != nil {
+	first, err := c.br.Peek(1)
+	if err != nil {
 		return false
 	}
 	if !s.setIdle(c, false) {
@@ -133,6 +134,9 @@ func (c *conn) serveRequest(wait time.Duration) bool {
 
 	headerDeadline := time.Now().Add(s.cfg.ReadHeaderTimeout)
 	c.rwc.SetReadDeadline(headerDeadline)
+	if first[0] == '\r' || first[0] == '\n' {
+		c.skipEmptyLines()
+	}
 	c.limit.remaining = int64(s.cfg.MaxHeaderBytes + headerSlack)
 	req, err := http.ReadRequest(c.br)
 	c.limit.remaining = -1
@@ -206,6 +210,27 @@ func (b *countingBody) unread(req *http.Request) int64 {
 		return req.ContentLength - b.n
 	}
 	return -1
+}
+
+// maxEmptyLines is the number of empty lines before a request line that a
+// connection skips.
+const maxEmptyLines = 4
+
+// skipEmptyLines skips the empty lines that a client may send before a
+// request line (RFC 9112 §2.2), as after the body of a previous request.
+// More than maxEmptyLines are left for the request parser to reject.
+func (c *conn) skipEmptyLines() {
+	for range maxEmptyLines {
+		b, _ := c.br.Peek(2)
+		switch {
+		case len(b) >= 2 && b[0] == '\r' && b[1] == '\n':
+			c.br.Discard(2)
+		case len(b) >= 1 && b[0] == '\n':
+			c.br.Discard(1)
+		default:
+			return
+		}
+	}
 }
 
 // pause waits d before the connection reads its next request, and reports

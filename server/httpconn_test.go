@@ -285,3 +285,16 @@ func TestHTTPSpaceBeforeHeaderColon(t *testing.T) {
 	}
 	checkOneLine(t, "space before the colon", string(text), `the header name "Content-Length " has white space before its colon`)
 }
+
+func TestHTTPEmptyLinesBeforeRequest(t *testing.T) {
+	a := startAgent(t)
+	body := getPubBody(t)
+	request := fmt.Sprintf("\r\n\nPOST /tpm/getpub HTTP/1.1\r\nHost: h\r\nContent-Length: %d\r\n\r\n%s", len(body), body)
+	if rsp, text, _ := exchangeRaw(t, a, request); rsp.StatusCode != http.StatusOK {
+		t.Errorf("two empty lines before the request: status %d (%s); want 200", rsp.StatusCode, text)
+	}
+	many := strings.Repeat("\r\n", maxEmptyLines+1) + "POST /tpm/getpub HTTP/1.1\r\nHost: h\r\nContent-Length: 0\r\n\r\n"
+	if rsp, text, _ := exchangeRaw(t, a, many); rsp.StatusCode != http.StatusBadRequest {
+		t.Errorf("%d empty lines before the request: status %d (%s); want 400", maxEmptyLines+1, rsp.StatusCode, text)
+	}
+}
