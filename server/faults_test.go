@@ -27,10 +27,10 @@ type socketTPM struct {
 	path string
 	sim  *simtest.TPM
 
-	simMu  sync.Mutex // one command at a time at the simulator
-	gateMu sync.Mutex
-	gate   chan struct{} // closed while the TPM responds
-	held   atomic.Int32  // commands that wait for the gate
+	simMu   sync.Mutex // one command at a time at the simulator
+	gateMu  sync.Mutex
+	gate    chan struct{} // closed while the TPM responds
+	waiting atomic.Int32  // commands that wait for the gate
 }
 
 func startSocketTPM(t *testing.T, sim *simtest.TPM, dir string) *socketTPM {
@@ -77,9 +77,9 @@ func (p *socketTPM) serve(c net.Conn) {
 		p.gateMu.Lock()
 		gate := p.gate
 		p.gateMu.Unlock()
-		p.held.Add(1)
+		p.waiting.Add(1)
 		<-gate
-		p.held.Add(-1)
+		p.waiting.Add(-1)
 
 		p.simMu.Lock()
 		rsp, err := p.sim.Send(cmd)
@@ -210,7 +210,7 @@ func TestGoneGuestLeavesQueue(t *testing.T) {
 	socket.freeze()
 	first := make(chan response, 1)
 	go func() { first <- a.postNoFatal(vcom.PathReadNV, &vcom.TpmRequestReadNv{Index: vcom.HandleEKCert}) }()
-	waitFor(t, "the TPM holds a command", func() bool { return socket.held.Load() == 1 })
+	waitFor(t, "a command waits at the TPM", func() bool { return socket.waiting.Load() == 1 })
 
 	// vm:b's request queues behind it, and vm:b hangs up.
 	c, err := net.Dial("unix", b.socket)

@@ -203,7 +203,7 @@ func (s *Server) logFailure(r *http.Request, ex exchange, status int, msg string
 		label += " " + tpm.FormatHandle(handle)
 	}
 	if status == http.StatusTooManyRequests {
-		// The connection limit and the rate limit both answer 429.
+		// The connection limit and the rate limit both respond with 429.
 		label += " (" + refusalReason(ex, status, err) + ")"
 	}
 	switch {

@@ -308,7 +308,7 @@ func TestRequestRateLimit(t *testing.T) {
 // TestRateLimitPausesPeer checks that after a 429 for its rate, the peer's
 // connections, old and new, wait for the Retry-After before the agent
 // reads their next request, so that a peer that ignores Retry-After cannot
-// make the agent answer 429s as fast as it can send or reconnect.
+// make the agent send 429s as fast as it can send or reconnect.
 func TestRateLimitPausesPeer(t *testing.T) {
 	a := startAgentWith(t, func(c *Config) {
 		c.RequestRate = 0.1

@@ -261,7 +261,7 @@ func TestOversizedCredentialInjectsNothing(t *testing.T) {
 }
 
 // TestCredentialForAnotherTPM sends activatecred a credential whose seed
-// no EK of this TPM encrypted. swtpm answers such a secret with
+// no EK of this TPM encrypted. swtpm rejects such a secret with
 // TPM_RC_FAILURE, not a parameter error, and the guest must still get
 // 400: the TPM has not failed.
 func TestCredentialForAnotherTPM(t *testing.T) {

@@ -184,11 +184,10 @@ func unwrap2B(op string, h uint32, field, structure string, b []byte) ([]byte, e
 // when the credential was made for another EK or another key's name, or
 // was damaged on the way, and names only a response code.
 //
-// swtpm (libtpms) answers a secret that the EK cannot decrypt with
-// TPM_RC_FAILURE, the code of a TPM in failure mode. When the TPM then runs
-// GetRandom, which a TPM in failure mode refuses (TPM 2.0 Part 1, failure
-// mode allows only GetTestResult and GetCapability), it has not failed, and
-// the credential is the cause.
+// swtpm (libtpms) rejects a secret that the EK cannot decrypt with
+// TPM_RC_FAILURE, the code of a TPM in failure mode. A TPM in failure mode
+// runs only GetTestResult and GetCapability, so when it then runs
+// GetRandom, it has not failed, and the credential is the cause.
 func activationError(t transport.TPM, op string, aik uint32, err error) error {
 	rejected := &Error{Op: op, Handle: aik, Class: ErrInvalid, Err: err,
 		Msg: "the TPM rejected the credential: it was not made for this TPM's EK and this key's name, or it was damaged; make it with the ek and aik_name that activatecredparams returns"}

@@ -12,7 +12,7 @@ import (
 const PingPeer = "agent:readiness"
 
 // Ping sends one cheap command (GetCapability of TPM_PT_NV_BUFFER_MAX) to
-// the TPM in its turn, and returns an error unless the TPM answers. The
+// the TPM in its turn, and returns an error unless the TPM responds. The
 // error is the cause, for the host's operator, without the advice to retry
 // that a guest's error carries.
 func (s *Service) Ping(ctx context.Context) error {
